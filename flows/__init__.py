@@ -1,0 +1,1 @@
+"""Prefect orchestration for finsent: thin flows over the library's stage functions."""

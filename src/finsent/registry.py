@@ -1,0 +1,223 @@
+"""MLflow tracking and the model registry.
+
+One MLflow run per training: params, data version, git commit, library versions, metrics, plots and
+the pyfunc model. Each registered version gets the ``challenger`` alias; ``champion`` moves only when
+the promotion gate says so, under a lock, against the champion of that moment.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+from urllib.parse import urlparse
+
+import numpy as np
+import pandas as pd
+
+from finsent.config import LABELS, Params, RegisterParams
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+
+
+class RegistryError(RuntimeError):
+    """A registry operation cannot be done (unknown version, no champion, missing artifacts)."""
+
+
+class StoreUnavailable(RegistryError):
+    """The MLflow tracking store cannot be reached or written."""
+
+
+@dataclass(frozen=True)
+class RegistrationSummary:
+    run_id: str
+    model_name: str
+    version: str
+    promoted: bool
+    champion_version: str | None  # after the decision
+    previous_champion_version: str | None
+    reasons: list[str]
+
+
+def resolve_tracking_uri(p: RegisterParams, root: Path) -> str:
+    """MLFLOW_TRACKING_URI wins over params; a relative sqlite path is taken from the project root."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or p.tracking_uri
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        uri = f"sqlite:///{(Path(root) / uri[len('sqlite:///'):]).resolve()}"
+    return uri
+
+
+def artifact_location(p: RegisterParams, root: Path, uri: str) -> str | None:
+    """Artifacts of a local store live under mlruns/ in the project; a server decides its own."""
+    if uri.startswith(("sqlite:", "file:")) or "://" not in uri:
+        return (Path(root) / p.artifact_dir).resolve().as_uri()
+    return None
+
+
+def check_store(uri: str, timeout_s: float = 5.0) -> None:
+    """Fail fast, before any training, when the tracking store is down or not writable."""
+    parsed = urlparse(uri)
+    if parsed.scheme in {"http", "https"}:
+        import requests
+
+        try:
+            response = requests.get(uri.rstrip("/") + "/health", timeout=timeout_s)
+        except requests.RequestException as exc:
+            raise StoreUnavailable(f"MLflow tracking server {uri} is unreachable: {exc.__class__.__name__}") from exc
+        if response.status_code != 200:
+            raise StoreUnavailable(f"MLflow tracking server {uri} answered {response.status_code} on /health")
+        return
+    if parsed.scheme == "sqlite":
+        db = Path(uri[len("sqlite:///"):])
+        if not db.parent.is_dir() or not os.access(db.parent, os.W_OK):
+            raise StoreUnavailable(f"MLflow store {uri}: folder {db.parent} does not exist or is not writable")
+        return
+    from mlflow.tracking import MlflowClient
+
+    try:
+        MlflowClient(uri).search_experiments(max_results=1)
+    except Exception as exc:  # noqa: BLE001 - any backend error means the store is unusable
+        raise StoreUnavailable(f"MLflow tracking store {uri} is unusable: {exc}") from exc
+
+
+def connect(p: RegisterParams, root: Path):
+    """Point MLflow at the configured store (checked first) and return a client."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    uri = resolve_tracking_uri(p, root)
+    check_store(uri)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    return MlflowClient(uri, registry_uri=uri)
+
+
+def ensure_experiment(client, name: str, location: str | None) -> str:
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    try:
+        return client.create_experiment(name, artifact_location=location)
+    except Exception:  # noqa: BLE001 - created meanwhile by a concurrent run
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            raise
+        return experiment.experiment_id
+
+
+def flatten(prefix: str, value) -> dict[str, str]:
+    if dataclasses.is_dataclass(value):
+        value = dataclasses.asdict(value)
+    if isinstance(value, dict):
+        out: dict[str, str] = {}
+        for k, v in value.items():
+            out.update(flatten(f"{prefix}.{k}" if prefix else str(k), v))
+        return out
+    return {prefix: json.dumps(value) if isinstance(value, (list, tuple)) else str(value)}
+
+
+def code_version(root: Path) -> dict[str, str]:
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=False)
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    commit = git("rev-parse", "HEAD") or "none"
+    dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+    return {"git.commit": commit, "git.dirty": str(dirty).lower()}
+
+
+def library_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"lib.python": platform.python_version()}
+    for name in ("torch", "transformers", "mlflow", "prefect", "dvc", "great_expectations", "evidently", "pandas"):
+        try:
+            out[f"lib.{name}"] = version(name)
+        except PackageNotFoundError:
+            out[f"lib.{name}"] = "not installed"
+    return out
+
+
+def frame_sha256(df: pd.DataFrame) -> str:
+    """Content hash of an evaluation frame (texts and labels, in order)."""
+    h = hashlib.sha256()
+    for text, label in zip(df["text"], df["label"]):
+        h.update(str(text).encode("utf-8", "surrogatepass") + b"\x00" + str(int(label)).encode() + b"\n")
+    return h.hexdigest()
+
+
+def get_version(client, name: str, version: str):
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_model_version(name, str(version))
+    except MlflowException as exc:
+        raise RegistryError(f"model {name!r} has no version {version!r}") from exc
+
+
+def alias_version(client, name: str, alias: str) -> str | None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_model_version_by_alias(name, alias).version
+    except MlflowException:
+        return None
+
+
+def check_artifacts(client, name: str, version: str) -> None:
+    """A version can serve only if its model files are still there."""
+    import mlflow
+
+    mv = get_version(client, name, version)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            local = mlflow.artifacts.download_artifacts(artifact_uri=f"{mv.source}/MLmodel", dst_path=tmp)
+            if not Path(local).is_file():
+                raise FileNotFoundError(local)
+    except Exception as exc:  # noqa: BLE001
+        raise RegistryError(f"{name} version {version}: model artifacts are missing or unreadable ({exc})") from exc
+
+
+@contextlib.contextmanager
+def promotion_lock(uri: str, root: Path, timeout_s: float = 600) -> Iterator[None]:
+    """Serialise champion decisions: two runs finishing together compare against each other's result
+    rather than against a stale champion. A local store locks a file next to the database."""
+    from filelock import FileLock
+
+    if uri.startswith("sqlite:///"):
+        path = Path(uri[len("sqlite:///"):]).with_suffix(".promotion.lock")
+    else:
+        path = Path(root) / ".finsent-promotion.lock"
+    with FileLock(str(path), timeout=timeout_s):
+        yield
+
+
+def log_model(model_dir: Path, registered_name: str):
+    """Log the fine-tuned model as a pyfunc that returns class probabilities; register a version."""
+    import mlflow
+    from mlflow.models import infer_signature
+
+    import finsent
+    from finsent.serving import SentimentModel, probabilities_frame
+
+    example_out = probabilities_frame(np.full((1, len(LABELS)), 1.0 / len(LABELS)))
+    signature = infer_signature(pd.DataFrame({"text": ["shares rise"]}), example_out)
+    return mlflow.pyfunc.log_model(
+        name="model",
+        python_model=SentimentModel(),
+        artifacts={"model": str(model_dir)},
+        signature=signature,
+        code_paths=[str(Path(finsent.__file__).parent)],
+        pip_requirements=["torch", "transformers>=5,<6", "pandas<3", "numpy", "mlflow>=3,<4"],
+        registered_model_name=registered_name,
+    )
