@@ -1,4 +1,4 @@
-"""The training flow: restore data -> validate -> version -> prepare -> train -> evaluate -> register.
+"""The training flow: restore data -> validate -> prepare -> augment -> version -> train -> evaluate -> register.
 
 Each task calls one library stage; retries sit only on the I/O that can fail transiently and is safe
 to repeat (reaching the tracking store, DVC pulls and pushes). Registration is not retried: a repeat
@@ -12,7 +12,7 @@ from pathlib import Path
 
 from prefect import flow, task
 
-from finsent import evaluate, prepare, register, registry, train, validate, versioning
+from finsent import augment, evaluate, prepare, register, registry, train, validate, versioning
 from finsent.config import Params, load_params, replace
 
 
@@ -42,8 +42,13 @@ def prepare_data(params: Params, root: Path, run_dir: Path) -> prepare.PrepareSu
 
 
 @task
-def train_model(params: Params, prepared: prepare.PrepareSummary, run_dir: Path) -> train.TrainSummary:
-    return train.run(params.train, prepared.train_path, run_dir / "train")
+def augment_data(params: Params, root: Path, prepared: prepare.PrepareSummary) -> augment.AugmentSummary:
+    return augment.run(params.augment, prepared.train_path, prepared.eval_path, root / params.data.data_dir / params.augment.output_file)
+
+
+@task
+def train_model(params: Params, augmented: augment.AugmentSummary, run_dir: Path) -> train.TrainSummary:
+    return train.run(params.train, augmented.output, run_dir / "train")
 
 
 @task
@@ -60,10 +65,11 @@ def register_model(
     evaluated: evaluate.EvalSummary,
     data_version: versioning.DataVersion,
     validation: dict,
+    augmented: augment.AugmentSummary,
 ) -> registry.RegistrationSummary:
     return register.run(
         params, root, run_dir / "train", Path(evaluated.out_dir), Path(prepared.eval_path), data_version, validation,
-        extra_tags={"run_dir": str(run_dir)},
+        extra_tags={"run_dir": str(run_dir), "augment.md5": augmented.md5, "augment.rows_added": str(augmented.rows_added)},
     )
 
 
@@ -80,11 +86,12 @@ def training_flow(params_path: str = "params.yaml", root: str = ".", overrides: 
     check_tracking_store(params, project)
     restore_data(params, project)
     validation = validate_data(params, project, run_dir)
-    data_version = version_data(params, project)
     prepared = prepare_data(params, project, run_dir)
-    trained = train_model(params, prepared, run_dir)
+    augmented = augment_data(params, project, prepared)
+    data_version = version_data(params, project)
+    trained = train_model(params, augmented, run_dir)
     evaluated = evaluate_model(params, trained, prepared, run_dir)
-    return register_model(params, project, run_dir, prepared, evaluated, data_version, validation)
+    return register_model(params, project, run_dir, prepared, evaluated, data_version, validation, augmented)
 
 
 if __name__ == "__main__":

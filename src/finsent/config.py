@@ -68,12 +68,25 @@ class TrainParams:
     checkpoint_every_minutes: float = 5.0  # 0 disables checkpoints
     num_threads: int | None = None  # CPU threads for torch; None: torch's default
     progress: bool = True
+    pad_to_multiple_of: int = 1  # batch widths round up to this (8 suits GPU tensor cores)
+    compile: bool = False  # torch.compile the model: faster steps after a compile of a minute or so
+    # Overrides applied when training runs on CUDA (see finsent.train.params_for_device): a GPU is
+    # only kept busy by large batches, which need their own learning rate and epochs.
+    on_cuda: dict[str, Any] = field(
+        default_factory=lambda: {"batch_size": 256, "learning_rate": 4e-4, "epochs": 6.0, "pad_to_multiple_of": 8}
+    )
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.max_length < 8 or self.epochs <= 0:
             raise ConfigError("train: batch_size >= 1, max_length >= 8 and epochs > 0 are required")
         if self.precision not in {"auto", "fp32", "bf16"}:
             raise ConfigError(f"train.precision must be auto, fp32 or bf16, not {self.precision!r}")
+        if self.pad_to_multiple_of < 1:
+            raise ConfigError("train.pad_to_multiple_of must be >= 1")
+        allowed = {f.name for f in dataclasses.fields(self)} - {"on_cuda", "device", "base_model"}
+        unknown = sorted(set(self.on_cuda) - allowed)
+        if unknown:
+            raise ConfigError(f"train.on_cuda: unknown or not overridable key(s) {unknown}; allowed: {sorted(allowed)}")
 
 
 @dataclass(frozen=True)
@@ -129,6 +142,173 @@ class GateParams:
             raise ConfigError(f"gate.behaviour_floors must be pass rates in [0, 1], got {bad}")
 
 
+DRIFT_SIGNALS: tuple[str, ...] = ("text_descriptors", "text_content", "embeddings", "prediction", "performance")
+
+
+@dataclass(frozen=True)
+class MonitorParams:
+    """Scoring news batches into the predictions store, and the per-ticker sentiment index."""
+
+    store_url: str = "sqlite:///artifacts/predictions.db"  # any SQLAlchemy URL, e.g. postgresql+psycopg://...
+    batch_size: int = 256  # texts per forward pass when scoring
+    insert_chunk_rows: int = 1000  # rows per INSERT statement; all chunks share one transaction
+    max_text_chars: int = 5000  # longer rows are reported and skipped (not a headline or a post)
+    # Lower-case company name -> ticker, matched as whole words in addition to $cashtags.
+    company_tickers: dict[str, str] = field(
+        default_factory=lambda: {"apple": "AAPL", "microsoft": "MSFT", "amazon": "AMZN", "tesla": "TSLA", "nvidia": "NVDA"}
+    )
+    index_from: str = "probabilities"  # probabilities: mean(p_bullish - p_bearish) | labels: predicted classes
+    alert_baseline: str = "previous_day"  # previous_day | trailing_mean (of alert_window_days before the day)
+    alert_window_days: int = 7
+    alert_threshold: float = 0.3  # absolute change of the net index (range -1..1) that fires an alert
+    alert_min_count: int = 5  # a day (and its baseline days) needs this many texts for the ticker
+    plot_format: str = "png"  # png (matplotlib) | html (plotly)
+    plot_max_tickers: int = 8  # the busiest tickers are plotted
+
+    def __post_init__(self) -> None:
+        if self.index_from not in {"probabilities", "labels"}:
+            raise ConfigError(f"monitor.index_from must be probabilities or labels, not {self.index_from!r}")
+        if self.alert_baseline not in {"previous_day", "trailing_mean"}:
+            raise ConfigError(f"monitor.alert_baseline must be previous_day or trailing_mean, not {self.alert_baseline!r}")
+        if self.plot_format not in {"png", "html"}:
+            raise ConfigError(f"monitor.plot_format must be png or html, not {self.plot_format!r}")
+        counts = ("batch_size", "insert_chunk_rows", "max_text_chars", "alert_window_days", "alert_min_count")
+        if min(getattr(self, name) for name in counts) < 1:
+            raise ConfigError(f"monitor: {', '.join(counts)} must be >= 1")
+        if not 0 < self.alert_threshold <= 2:
+            raise ConfigError(f"monitor.alert_threshold must be in (0, 2], not {self.alert_threshold}")
+        bad = {k: v for k, v in self.company_tickers.items() if not (isinstance(k, str) and isinstance(v, str) and k and v)}
+        if bad:
+            raise ConfigError(f"monitor.company_tickers maps company names to tickers (non-empty strings), got {bad}")
+
+
+@dataclass(frozen=True)
+class DriftParams:
+    """Drift report of a new batch against the champion's training data (see finsent.drift)."""
+
+    signals: list[str] = field(default_factory=lambda: list(DRIFT_SIGNALS))  # which signals to compute
+    max_rows: int = 2000  # per side; fewer rows let sampling noise alone push descriptors past 0.1
+    embedding_plot_rows: int = 300  # per side in Evidently's t-SNE plot of the embeddings (the slow part)
+    seed: int = 42
+    descriptor_method: str = "wasserstein"  # Evidently stat test for the numeric text descriptors
+    descriptor_threshold: float = 0.1
+    descriptor_min_drifted: int = 1  # descriptors that must drift for the text_descriptors signal
+    text_method: str = "abs_text_content_drift"  # domain classifier on the raw text (bag of words)
+    text_threshold: float = 0.55  # ROC AUC of that classifier
+    embedding_threshold: float = 0.55  # ROC AUC of a classifier telling reference from current embeddings
+    embedding_max_length: int = 128
+    embedding_batch_size: int = 64
+    prediction_method: str = "jensenshannon"  # predicted class shares
+    prediction_threshold: float = 0.1
+    min_labelled_rows: int = 100  # performance is checked only with this many labelled current rows
+    max_macro_f1_drop: float = 0.05  # below the baseline macro-F1 by more than this: performance fires
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.signals) - set(DRIFT_SIGNALS))
+        if unknown:
+            raise ConfigError(f"drift.signals: unknown {unknown}; allowed: {list(DRIFT_SIGNALS)}")
+        minimums = {"max_rows": 50, "embedding_plot_rows": 10, "descriptor_min_drifted": 1, "min_labelled_rows": 1}
+        low = {name: getattr(self, name) for name, least in minimums.items() if getattr(self, name) < least}
+        if low:
+            raise ConfigError(f"drift: {low} below the minimums {minimums}")
+
+
+@dataclass(frozen=True)
+class RetrainPolicyParams:
+    """When monitoring starts the training flow (see finsent.retrain_policy). Promotion is still the gate's."""
+
+    signals: list[str] = field(default_factory=lambda: ["text_content", "embeddings", "prediction", "performance"])
+    min_signals: int = 1  # counted signals that must fire in a window for it to count as drifted
+    min_window_rows: int = 200  # smaller windows are too noisy to count
+    confirm_windows: int = 2  # this many consecutive drifted windows, most recent included
+    cooldown_hours: float = 24.0  # no retrain within this long after the last one
+    min_new_labelled_rows: int = 0  # drift triggers only with at least this many newly labelled rows
+    new_labels_trigger_rows: int | None = 2000  # retrain on this many new labelled rows alone; null: never
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.signals) - set(DRIFT_SIGNALS))
+        if unknown:
+            raise ConfigError(f"retrain.signals: unknown {unknown}; allowed: {list(DRIFT_SIGNALS)}")
+        if self.min_signals < 1 or self.confirm_windows < 1 or self.min_window_rows < 0 or self.cooldown_hours < 0:
+            raise ConfigError("retrain: min_signals >= 1, confirm_windows >= 1, min_window_rows >= 0, cooldown_hours >= 0")
+
+
+AUGMENTERS: tuple[str, ...] = (
+    "ticker_swap",
+    "company_swap",
+    "broker_swap",
+    "number_rewrite",
+    "synonym",
+    "random_swap",
+    "random_deletion",
+    "backtranslation",
+)
+
+
+@dataclass(frozen=True)
+class AugmentParams:
+    """Enlarging the training split with label-preserving variants (see finsent.augment)."""
+
+    enabled: bool = True  # false: the stage passes the training rows through unchanged
+    seed: int = 42
+    output_file: str = "augmented/sent_train.csv"  # relative to data.data_dir
+    # Variants to make per training row, by class; 1.5 means one each plus a second for half the rows.
+    variants_per_row: dict[str, float] = field(default_factory=lambda: {"bearish": 1.0, "bullish": 1.0, "neutral": 0.0})
+    # Relative weight of each augmenter when one is drawn for a variant; 0 disables it. Back-translation
+    # runs only when both backtranslation model paths are set.
+    augmenters: dict[str, float] = field(
+        default_factory=lambda: {
+            "ticker_swap": 1.0,
+            "company_swap": 1.0,
+            "broker_swap": 1.0,
+            "number_rewrite": 1.0,
+            "synonym": 1.0,
+            "random_swap": 0.5,
+            "random_deletion": 0.5,
+            "backtranslation": 1.0,
+        }
+    )
+    synonym_max_replacements: int = 2
+    eda_swaps: int = 1
+    eda_deletion_prob: float = 0.1
+    near_duplicate_threshold: float = 0.8  # word-set Jaccard with an evaluation row that removes a row
+    drop_eval_overlap_originals: bool = True  # also drop original training rows that near-duplicate eval rows
+    max_text_chars: int = 1000  # longer rows are kept but not augmented
+    min_latin_share: float = 0.8  # rows with fewer ASCII letters (not English) are kept but not augmented
+    lexicon: str | None = None  # null: the finance lexicon packaged with finsent
+    backtranslation_model: str | None = None  # local folder, English -> pivot (MarianMT-style); null: off
+    backtranslation_reverse_model: str | None = None  # local folder, pivot -> English
+    backtranslation_max_length: int = 128
+    backtranslation_batch_size: int = 32
+    backtranslation_device: str = "auto"
+
+    def __post_init__(self) -> None:
+        bad_labels = sorted(set(self.variants_per_row) - set(LABELS))
+        if bad_labels:
+            raise ConfigError(f"augment.variants_per_row: unknown label(s) {bad_labels}; allowed: {list(LABELS)}")
+        unknown = sorted(set(self.augmenters) - set(AUGMENTERS))
+        if unknown:
+            raise ConfigError(f"augment.augmenters: unknown {unknown}; allowed: {list(AUGMENTERS)}")
+        for where, values in (("variants_per_row", self.variants_per_row), ("augmenters", self.augmenters)):
+            for key, value in values.items():
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                    raise ConfigError(f"augment.{where}.{key}: expected a number >= 0, got {value!r}")
+        if not 0.0 < self.near_duplicate_threshold <= 1.0:
+            raise ConfigError("augment.near_duplicate_threshold must be in (0, 1]")
+        if not 0.0 <= self.eda_deletion_prob <= 1.0 or not 0.0 <= self.min_latin_share <= 1.0:
+            raise ConfigError("augment.eda_deletion_prob and augment.min_latin_share must be in [0, 1]")
+        if self.synonym_max_replacements < 1 or self.eda_swaps < 1 or self.max_text_chars < 1:
+            raise ConfigError("augment: synonym_max_replacements, eda_swaps and max_text_chars must be >= 1")
+        if (self.backtranslation_model is None) != (self.backtranslation_reverse_model is None):
+            raise ConfigError("augment: set both backtranslation_model and backtranslation_reverse_model, or neither")
+        if self.backtranslation_max_length < 1 or self.backtranslation_batch_size < 1:
+            raise ConfigError("augment: backtranslation_max_length and backtranslation_batch_size must be >= 1")
+
+    @property
+    def backtranslation_enabled(self) -> bool:
+        return self.backtranslation_model is not None and self.augmenters.get("backtranslation", 0.0) > 0
+
+
 @dataclass(frozen=True)
 class Params:
     data: DataParams = field(default_factory=DataParams)
@@ -137,6 +317,10 @@ class Params:
     evaluate: EvaluateParams = field(default_factory=EvaluateParams)
     register: RegisterParams = field(default_factory=RegisterParams)
     gate: GateParams = field(default_factory=GateParams)
+    monitor: MonitorParams = field(default_factory=MonitorParams)
+    drift: DriftParams = field(default_factory=DriftParams)
+    retrain: RetrainPolicyParams = field(default_factory=RetrainPolicyParams)
+    augment: AugmentParams = field(default_factory=AugmentParams)
     artifacts_dir: str = "artifacts"
 
 

@@ -19,6 +19,8 @@ QUIET_OFFLINE = {
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",  # slow CI machines
     "DVC_NO_ANALYTICS": "1",
     "GIT_PYTHON_REFRESH": "quiet",
+    "TRANSFORMERS_VERBOSITY": "error",  # no load reports or weight-loading progress bars in logs
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
 }
 
 

@@ -169,7 +169,7 @@ def alias_version(client, name: str, alias: str) -> str | None:
     from mlflow.exceptions import MlflowException
 
     try:
-        return client.get_model_version_by_alias(name, alias).version
+        return str(client.get_model_version_by_alias(name, alias).version)
     except MlflowException:
         return None
 
@@ -203,21 +203,29 @@ def promotion_lock(uri: str, root: Path, timeout_s: float = 600) -> Iterator[Non
 
 
 def log_model(model_dir: Path, registered_name: str):
-    """Log the fine-tuned model as a pyfunc that returns class probabilities; register a version."""
+    """Log the fine-tuned model as a pyfunc that returns class probabilities; register a version.
+
+    Models-from-code (``serving_entry.py``) rather than a pickled object; the finsent package travels
+    with the model so that it loads anywhere MLflow, torch and transformers are installed."""
+    import warnings
+
     import mlflow
     from mlflow.models import infer_signature
 
     import finsent
-    from finsent.serving import SentimentModel, probabilities_frame
+    from finsent.serving import probabilities_frame
 
+    package_dir = Path(finsent.__file__).parent
     example_out = probabilities_frame(np.full((1, len(LABELS)), 1.0 / len(LABELS)))
     signature = infer_signature(pd.DataFrame({"text": ["shares rise"]}), example_out)
-    return mlflow.pyfunc.log_model(
-        name="model",
-        python_model=SentimentModel(),
-        artifacts={"model": str(model_dir)},
-        signature=signature,
-        code_paths=[str(Path(finsent.__file__).parent)],
-        pip_requirements=["torch", "transformers>=5,<6", "pandas<3", "numpy", "mlflow>=3,<4"],
-        registered_model_name=registered_name,
-    )
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*input example.*")
+        return mlflow.pyfunc.log_model(
+            name="model",
+            python_model=str(package_dir / "serving_entry.py"),
+            artifacts={"model": str(model_dir)},
+            signature=signature,
+            code_paths=[str(package_dir)],
+            pip_requirements=["torch", "transformers>=5,<6", "pandas<3", "numpy", "mlflow>=3,<4"],
+            registered_model_name=registered_name,
+        )

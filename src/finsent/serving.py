@@ -26,7 +26,7 @@ class SentimentModel(mlflow.pyfunc.PythonModel):
 
         self.scorer = Scorer.from_dir(context.artifacts["model"])
 
-    def predict(self, context, model_input, params=None) -> pd.DataFrame:
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         if isinstance(model_input, pd.DataFrame):
             if "text" not in model_input.columns:
                 raise ValueError(f"input needs a 'text' column; got {list(model_input.columns)}")

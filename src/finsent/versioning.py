@@ -44,11 +44,21 @@ class DataVersion:
         return asdict(self)
 
 
+@contextlib.contextmanager
 def _repo(root: Path):
+    """A DVC Repo with the working directory at its root: DVC resolves targets against the cwd."""
+    import os
+
     from dvc.repo import Repo
 
     logging.getLogger("dvc").setLevel(logging.WARNING)
-    return Repo(str(root))
+    previous = os.getcwd()
+    os.chdir(root)
+    try:
+        with Repo(str(root)) as repo:
+            yield repo
+    finally:
+        os.chdir(previous)
 
 
 def _git(root: Path, *args: str) -> subprocess.CompletedProcess:
@@ -74,10 +84,26 @@ def current_version(root: Path) -> DataVersion:
     return DataVersion(dvc_md5=md5, git_commit=commit, data_dvc_committed=clean)
 
 
+def _changes(repo) -> list:
+    """What differs between data/ and data.dvc; 'not in cache' is not a difference of content."""
+    status = repo.status(targets=[DVC_FILE])
+    changes = []
+    for entries in status.values():
+        for entry in entries:
+            if isinstance(entry, dict):
+                for kind, outs in entry.items():
+                    if isinstance(outs, dict) and all(v == "not in cache" for v in outs.values()):
+                        continue
+                    changes.append({kind: outs})
+            else:
+                changes.append(entry)
+    return changes
+
+
 def is_in_sync(root: Path) -> bool:
     """True when data/ holds exactly what data.dvc records."""
     with _repo(root) as repo:
-        return not repo.status(targets=[DVC_FILE])
+        return not _changes(repo)
 
 
 def _copy_shipped(root: Path, p: DataParams) -> None:
@@ -108,7 +134,7 @@ def ensure_data(root: Path, p: DataParams, log=print) -> DataVersion:
     with _repo(root) as repo:
         with contextlib.suppress(Exception):
             repo.checkout(targets=[DVC_FILE])
-        if not repo.status(targets=[DVC_FILE]):
+        if not _changes(repo) and not repo.status(targets=[DVC_FILE]):
             log("data/ restored from the DVC cache")
             return current_version(root)
         try:
@@ -131,11 +157,13 @@ def ensure_data(root: Path, p: DataParams, log=print) -> DataVersion:
     return current_version(root)
 
 
-def version_workspace(root: Path, p: DataParams, log=print) -> DataVersion:
-    """After validation: version data/ if it changed since data.dvc, else return the current version."""
+def version_workspace(root: Path, p: DataParams, log=print, git_commit: bool = False) -> DataVersion:
+    """After validation: version data/ if it changed since data.dvc (dvc add, dvc push), else return
+    the current version. The flow leaves committing data.dvc to the user (``data_dvc_committed``
+    records it); the data can be restored from its hash alone."""
     if is_in_sync(root):
         return current_version(root)
-    return add_and_push(root, p, message="version validated changes under data/", log=log)
+    return add_and_push(root, p, message="version validated changes under data/", log=log, git_commit=git_commit)
 
 
 def _push(root: Path, p: DataParams, log) -> None:
@@ -194,7 +222,7 @@ def checkout_version(root: Path, p: DataParams, dvc_md5: str, log=print) -> Data
                 repo.checkout(targets=[DVC_FILE], force=True)
             except Exception:  # noqa: BLE001 - not in the cache: fetch it
                 repo.pull(targets=[DVC_FILE], remote=p.dvc_remote, force=True)
-            if repo.status(targets=[DVC_FILE]):
+            if _changes(repo):
                 raise VersioningError(f"data version {md5} could not be fully restored")
     except Exception as exc:
         if backup is not None:
