@@ -310,6 +310,25 @@ class AugmentParams:
 
 
 @dataclass(frozen=True)
+class ScheduleParams:
+    """Prefect deployments brought up by ``finsent serve`` (see flows/serve.py). Cron in ``timezone``."""
+
+    retrain_cron: str = "0 2 * * *"  # nightly retraining; the registry gate still decides promotion
+    monitor_cron: str = "0 * * * *"  # hourly monitoring of the inbox
+    timezone: str = "UTC"
+    monitor_inbox: str = "inbox"  # news batches dropped here are scored by the hourly run (relative to the root)
+    server_host: str = "127.0.0.1"
+    server_port: int = 4200
+
+    def __post_init__(self) -> None:
+        for name in ("retrain_cron", "monitor_cron"):
+            if len(getattr(self, name).split()) != 5:
+                raise ConfigError(f"schedule.{name} must be a 5-field cron string, not {getattr(self, name)!r}")
+        if not 0 < self.server_port < 65536:
+            raise ConfigError(f"schedule.server_port must be a TCP port, not {self.server_port}")
+
+
+@dataclass(frozen=True)
 class Params:
     data: DataParams = field(default_factory=DataParams)
     validate: ValidateParams = field(default_factory=ValidateParams)
@@ -321,6 +340,7 @@ class Params:
     drift: DriftParams = field(default_factory=DriftParams)
     retrain: RetrainPolicyParams = field(default_factory=RetrainPolicyParams)
     augment: AugmentParams = field(default_factory=AugmentParams)
+    schedule: ScheduleParams = field(default_factory=ScheduleParams)
     artifacts_dir: str = "artifacts"
 
 
@@ -382,9 +402,14 @@ def load_params(path: str | Path = "params.yaml") -> Params:
 
 def replace(params: Params, **sections: dict[str, Any]) -> Params:
     """Return a copy of ``params`` with some fields of some sections overridden, e.g.
-    ``replace(p, train={"epochs": 1})``."""
-    updates = {}
+    ``replace(p, train={"epochs": 1})``; overrides are checked like the file itself."""
+    merged: dict[str, Any] = {}
     for name, overrides in sections.items():
+        if name not in {f.name for f in dataclasses.fields(Params)}:
+            raise ConfigError(f"unknown parameter section {name!r}")
         current = getattr(params, name)
-        updates[name] = dataclasses.replace(current, **overrides) if dataclasses.is_dataclass(current) else overrides
-    return dataclasses.replace(params, **updates)
+        if dataclasses.is_dataclass(current):
+            merged[name] = from_dict(type(current), {**dataclasses.asdict(current), **overrides}, where=name)
+        else:
+            merged[name] = _check_type(overrides, typing.get_type_hints(Params)[name], name)
+    return dataclasses.replace(params, **merged)
