@@ -21,6 +21,7 @@ QUIET_OFFLINE = {
     "GIT_PYTHON_REFRESH": "quiet",
     "TRANSFORMERS_VERBOSITY": "error",  # no load reports or weight-loading progress bars in logs
     "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
 }
 
 

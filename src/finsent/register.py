@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from finsent import registry
+from finsent.behaviour import BehaviourResult
 from finsent.config import Params
 from finsent.data import read_dataset
 from finsent.registry import CHALLENGER, CHAMPION, RegistrationSummary
@@ -23,29 +25,74 @@ from finsent.serving import PROBABILITY_COLUMNS
 from finsent.versioning import DataVersion
 
 
+SEQ_DIGITS = 10  # zero-padded so that tag order is decision order
+MAX_TAG_CHARS = 5000  # MLflow allows 8000 per tag value
+# Gate numbers copied into the audit log; the whole record is the decision.json artifact.
+HEADLINE_NUMBERS = ("macro_f1", "macro_f1_champion", "gain", "gain_ci_low", "gain_ci_high", "p_value", "ece")
+WRITE_ATTEMPTS = 5  # SQLite answers "database is locked" while another process writes
+
+
 def audit_experiment(p: Params) -> str:
     return f"{p.register.experiment}-audit"
 
 
-def record_decision(client, p: Params, root: Path, action: str, version: str | None, fields: dict) -> None:
-    """Append one decision to the audit log (an MLflow run: shared by every client of the store)."""
+def with_retries(write, *args, attempts: int = WRITE_ATTEMPTS, wait_s: float = 0.5):
+    """Repeat an idempotent registry write (alias, tag) while a concurrent writer holds SQLite's lock."""
+    for attempt in range(attempts):
+        try:
+            return write(*args)
+        except Exception as exc:  # noqa: BLE001 - only the lock is retried; anything else is re-raised
+            if "database is locked" not in str(exc) or attempt == attempts - 1:
+                raise
+            time.sleep(wait_s * (attempt + 1))
+
+
+def next_sequence(client, experiment_id: str) -> int:
+    """The number of the next decision; read and written under the promotion lock."""
+    last = client.search_runs([experiment_id], order_by=["tags.seq DESC"], max_results=1)
+    return int(last[0].data.tags.get("seq", "0")) + 1 if last else 1
+
+
+def record_decision(
+    client, p: Params, root: Path, action: str, version: str | None, fields: dict, details: dict | None = None
+) -> None:
+    """Append one decision to the audit log: a run in the audit experiment (shared by every client
+    of the store), its ``fields`` as tags and ``details`` (the full gate record) as ``decision.json``.
+
+    Call under ``registry.promotion_lock``: the sequence number orders decisions, and replaying the
+    champion history (``registry_ops.rollback``) relies on that order."""
     experiment_id = registry.ensure_experiment(
         client, audit_experiment(p), registry.artifact_location(p.register, root, registry.resolve_tracking_uri(p.register, root))
     )
-    tags = {"action": action, "model_name": p.register.model_name, "version": str(version or "")}
+    seq = next_sequence(client, experiment_id)
+    tags = {"action": action, "model_name": p.register.model_name, "version": str(version or ""), "seq": f"{seq:0{SEQ_DIGITS}d}"}
     tags.update({k: v if isinstance(v, str) else json.dumps(v, default=str) for k, v in fields.items()})
-    tags = {k: v[:5000] for k, v in tags.items()}
-    run = client.create_run(experiment_id, tags=tags, run_name=f"{action}-v{version}")
-    client.set_terminated(run.info.run_id)
+    tags = {k: v if len(v) <= MAX_TAG_CHARS else v[: MAX_TAG_CHARS - 3] + "..." for k, v in tags.items()}
+    run = with_retries(client.create_run, experiment_id, None, tags, f"{seq:04d}-{action}-v{version}")
+    if details is not None:
+        with_retries(client.log_dict, run.info.run_id, details, "decision.json")
+    with_retries(client.set_terminated, run.info.run_id)
+
+
+def record_error(client, p: Params, root: Path, version: str, message: str, champion: str | None) -> None:
+    """A gate that could not decide is recorded too, so history explains a version left undecided."""
+    record_decision(
+        client, p, root, "gate-error", version,
+        {"promoted": "false", "champion_before": champion or "", "champion_after": champion or "", "reasons": [message]},
+    )
 
 
 def champion_predictions(client, p: Params, champion: str, eval_df: pd.DataFrame, eval_sha: str) -> np.ndarray:
     """The champion's probabilities on this evaluation set: its logged predictions when it was
     evaluated on the same rows, else a fresh scoring of the champion model."""
     import mlflow
+    from mlflow.exceptions import MlflowException
 
     mv = registry.get_version(client, p.register.model_name, champion)
-    run = client.get_run(mv.run_id) if mv.run_id else None
+    try:
+        run = client.get_run(mv.run_id) if mv.run_id else None
+    except MlflowException:  # its run was deleted: score the model instead
+        run = None
     if run is not None and run.data.tags.get("eval.sha256") == eval_sha:
         with tempfile.TemporaryDirectory() as tmp:
             try:
@@ -53,8 +100,51 @@ def champion_predictions(client, p: Params, champion: str, eval_df: pd.DataFrame
                 return pd.read_csv(path)[PROBABILITY_COLUMNS].to_numpy()
             except Exception:  # noqa: BLE001 - fall back to scoring
                 pass
-    model = mlflow.pyfunc.load_model(f"models:/{p.register.model_name}/{champion}")
-    return model.predict(pd.DataFrame({"text": eval_df["text"].tolist()}))[PROBABILITY_COLUMNS].to_numpy()
+    try:
+        model = mlflow.pyfunc.load_model(f"models:/{p.register.model_name}/{champion}")
+        return model.predict(pd.DataFrame({"text": eval_df["text"].tolist()}))[PROBABILITY_COLUMNS].to_numpy()
+    except Exception as exc:  # noqa: BLE001 - missing files, broken model: the gate cannot compare
+        raise registry.RegistryError(
+            f"champion {p.register.model_name} version {champion} cannot be scored ({type(exc).__name__}: {str(exc)[:300]}); "
+            "restore its artifacts, or make a healthy version champion with `finsent registry rollback` or `promote`"
+        ) from exc
+
+
+def training_rows(train_dir: Path) -> Path:
+    """The rows the model was trained on: prepare writes them beside ``train/``; logged with the model
+    as the drift reference for monitoring."""
+    return train_dir.parent / "data" / "train.csv"
+
+
+def check_inputs(train_dir: Path, eval_dir: Path, eval_path: Path) -> None:
+    """Everything registration reads must be there before anything is registered."""
+    required = [
+        train_dir / "model" / "config.json",
+        train_dir / "train_summary.json",
+        eval_dir / "metrics.json",
+        eval_dir / "predictions.csv",
+        training_rows(train_dir),
+        eval_path,
+    ]
+    missing = [str(path) for path in required if not path.is_file()]
+    if missing:
+        raise registry.RegistryError(f"cannot register the model: missing {', '.join(missing)}")
+
+
+def challenger_predictions(path: Path, eval_df: pd.DataFrame) -> np.ndarray:
+    """The challenger's probabilities, checked to be one row per evaluation row, in the same order."""
+    predictions = pd.read_csv(path)
+    absent = [c for c in PROBABILITY_COLUMNS if c not in predictions.columns]
+    if absent:
+        raise registry.RegistryError(f"{path} lacks the probability column(s) {absent}")
+    if len(predictions) != len(eval_df):
+        raise registry.RegistryError(f"{path} has {len(predictions)} rows, the evaluation set {len(eval_df)}")
+    if "label" in predictions.columns and not np.array_equal(predictions["label"].to_numpy(), eval_df["label"].to_numpy()):
+        raise registry.RegistryError(f"{path}: labels differ from the evaluation set; it was scored on other rows")
+    probs = predictions[PROBABILITY_COLUMNS].to_numpy(dtype=np.float64)
+    if not np.isfinite(probs).all():
+        raise registry.RegistryError(f"{path} holds NaN or infinite probabilities")
+    return probs
 
 
 def run(
@@ -66,29 +156,40 @@ def run(
     data_version: DataVersion,
     validation_summary: dict,
     extra_tags: dict[str, str] | None = None,
+    behaviour: BehaviourResult | None = None,
 ) -> RegistrationSummary:
     """Log, register and gate one trained model. ``train_dir`` holds ``model/`` and
-    ``train_summary.json``; ``eval_dir`` holds what ``evaluate.run`` wrote."""
+    ``train_summary.json``; ``eval_dir`` holds what ``evaluate.run`` wrote. ``behaviour``: the
+    behaviour-suite result when already computed; by default the suite scores ``train_dir/model``.
+
+    The champion is read, judged against and moved under ``registry.promotion_lock``, so runs that
+    finish together are judged one after the other, each against the champion the other left."""
     import mlflow
 
     from finsent import gate
-    from finsent.behaviour import run_suite
     from finsent.evaluate import flat_metrics
-    from finsent.score import Scorer
 
+    train_dir, eval_dir, eval_path = Path(train_dir), Path(eval_dir), Path(eval_path)
+    check_inputs(train_dir, eval_dir, eval_path)
     eval_df = read_dataset(eval_path)
-    client = registry.connect(p.register, root)
-    uri = registry.resolve_tracking_uri(p.register, root)
-    experiment_id = registry.ensure_experiment(client, p.register.experiment, registry.artifact_location(p.register, root, uri))
+    if (eval_df["label"] < 0).any():
+        raise registry.RegistryError(f"{eval_path}: the evaluation set has unlabelled rows; the gate needs every label")
+    challenger_probs = challenger_predictions(eval_dir / "predictions.csv", eval_df)
     metrics = json.loads((eval_dir / "metrics.json").read_text())
     train_summary = json.loads((train_dir / "train_summary.json").read_text())
     eval_sha = registry.frame_sha256(eval_df)
     model_dir = train_dir / "model"
 
-    # Behaviour suite on the challenger, before anything is registered.
-    scorer = Scorer.from_dir(model_dir, max_length=p.train.max_length, device=p.train.device)
-    behaviour = run_suite(scorer.predict_proba)
+    if behaviour is None:  # the behaviour suite on the challenger, before anything is registered
+        from finsent.behaviour import run_suite
+        from finsent.score import Scorer
 
+        scorer = Scorer.from_dir(model_dir, max_length=p.train.max_length, device=p.train.device)
+        behaviour = run_suite(scorer.predict_proba)
+
+    client = registry.connect(p.register, root)
+    uri = registry.resolve_tracking_uri(p.register, root)
+    experiment_id = registry.ensure_experiment(client, p.register.experiment, registry.artifact_location(p.register, root, uri))
     tags = {
         **data_version.to_tags(),
         **registry.code_version(root),
@@ -96,7 +197,7 @@ def run(
         "eval.sha256": eval_sha,
         "eval.rows": str(len(eval_df)),
         "validation.success": str(validation_summary.get("success", "")).lower(),
-        "validation.summary": json.dumps(validation_summary)[:5000],
+        "validation.summary": json.dumps(validation_summary)[:MAX_TAG_CHARS],
         **(extra_tags or {}),
     }
     with mlflow.start_run(experiment_id=experiment_id, tags=tags) as active:
@@ -109,25 +210,32 @@ def run(
         mlflow.log_artifacts(str(eval_dir), artifact_path="eval")
         mlflow.log_dict(behaviour.to_dict(), "behaviour.json")
         mlflow.log_dict(validation_summary, "validation.json")
+        mlflow.log_artifact(str(training_rows(train_dir)), "data")  # drift reference for monitoring
         info = registry.log_model(model_dir, p.register.model_name)
         version = str(info.registered_model_version)
 
     name = p.register.model_name
-    client.set_model_version_tag(name, version, "run_id", run_id)
+    set_tag = lambda key, value: with_retries(client.set_model_version_tag, name, version, key, value)  # noqa: E731
+    set_tag("run_id", run_id)
     for key, value in data_version.to_tags().items():
-        client.set_model_version_tag(name, version, key, value)
-    client.set_registered_model_alias(name, CHALLENGER, version)
+        set_tag(key, value)
 
     y_true = eval_df["label"].to_numpy(dtype=np.int64)
-    challenger_probs = pd.read_csv(eval_dir / "predictions.csv")[PROBABILITY_COLUMNS].to_numpy()
     with registry.promotion_lock(uri, root):
+        with_retries(client.set_registered_model_alias, name, CHALLENGER, version)
         previous = registry.alias_version(client, name, CHAMPION)
-        champion_probs = champion_predictions(client, p, previous, eval_df, eval_sha) if previous else None
+        try:
+            champion_probs = champion_predictions(client, p, previous, eval_df, eval_sha) if previous else None
+        except registry.RegistryError as exc:
+            set_tag("gate.decision", "error")
+            record_error(client, p, root, version, str(exc), previous)
+            raise
         decision = gate.decide(y_true, challenger_probs, champion_probs, eval_df["text"], behaviour, p.gate, p.evaluate)
         for key, value in decision.to_tags().items():
-            client.set_model_version_tag(name, version, key, value)
+            set_tag(key, value)
         if decision.promote:
-            client.set_registered_model_alias(name, CHAMPION, version)
+            with_retries(client.set_registered_model_alias, name, CHAMPION, version)
+        headline = decision.to_tags(prefix="")
         record_decision(
             client,
             p,
@@ -139,8 +247,12 @@ def run(
                 "champion_before": previous or "",
                 "champion_after": version if decision.promote else (previous or ""),
                 "run_id": run_id,
-                "decision": decision.to_dict(),
+                "mode": headline["mode"],
+                "failed": headline["failed"],
+                "reasons": list(decision.reasons),
+                "numbers": {k: headline[k] for k in HEADLINE_NUMBERS if k in headline},
             },
+            details=decision.to_dict(),
         )
     return RegistrationSummary(
         run_id=run_id,

@@ -99,7 +99,16 @@ def connect(p: RegisterParams, root: Path):
     check_store(uri)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
-    return MlflowClient(uri, registry_uri=uri)
+    if not uri.startswith("sqlite:///"):
+        return MlflowClient(uri, registry_uri=uri)
+    # Opening a fresh SQLite store creates and migrates it; two processes doing that at once collide
+    # (alembic: "table ... already exists"), so stores are opened in turn.
+    from filelock import FileLock
+
+    with FileLock(str(Path(uri[len("sqlite:///"):]).with_suffix(".init.lock")), timeout=300):
+        client = MlflowClient(uri, registry_uri=uri)
+        client.search_registered_models(max_results=1)  # the registry store is opened lazily
+    return client
 
 
 def ensure_experiment(client, name: str, location: str | None) -> str:
@@ -156,35 +165,54 @@ def frame_sha256(df: pd.DataFrame) -> str:
     return h.hexdigest()
 
 
+NOT_FOUND_CODES = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")  # no such model, version or alias
+
+
 def get_version(client, name: str, version: str):
     from mlflow.exceptions import MlflowException
 
     try:
         return client.get_model_version(name, str(version))
     except MlflowException as exc:
-        raise RegistryError(f"model {name!r} has no version {version!r}") from exc
+        if exc.error_code in NOT_FOUND_CODES:
+            raise RegistryError(f"model {name!r} has no version {version!r}") from exc
+        raise RegistryError(f"model {name!r} version {version!r} could not be read: {exc}") from exc
 
 
 def alias_version(client, name: str, alias: str) -> str | None:
+    """The version holding ``alias``; None when the model or the alias does not exist. A store error
+    is raised: read as "no champion", it would let a challenger through unchallenged."""
     from mlflow.exceptions import MlflowException
 
     try:
         return str(client.get_model_version_by_alias(name, alias).version)
-    except MlflowException:
-        return None
+    except MlflowException as exc:
+        if exc.error_code in NOT_FOUND_CODES:
+            return None
+        raise
+
+
+WEIGHT_SUFFIXES = (".safetensors", ".bin")
 
 
 def check_artifacts(client, name: str, version: str) -> None:
-    """A version can serve only if its model files are still there."""
+    """A version can serve only if its files are still there: the MLmodel file and, for each model
+    folder it packs, a config and non-empty weights."""
     import mlflow
+    import yaml
 
-    mv = get_version(client, name, version)
+    get_version(client, name, version)
     try:
+        base = client.get_model_version_download_uri(name, str(version)).rstrip("/")
         with tempfile.TemporaryDirectory() as tmp:
-            local = mlflow.artifacts.download_artifacts(artifact_uri=f"{mv.source}/MLmodel", dst_path=tmp)
-            if not Path(local).is_file():
-                raise FileNotFoundError(local)
-    except Exception as exc:  # noqa: BLE001
+            local = mlflow.artifacts.download_artifacts(artifact_uri=f"{base}/MLmodel", dst_path=tmp)
+            mlmodel = yaml.safe_load(Path(local).read_text())
+        packed = (mlmodel.get("flavors", {}).get("python_function", {}).get("artifacts") or {}).values()
+        for folder in [entry["path"] for entry in packed]:
+            files = {Path(f.path).name: f.file_size or 0 for f in mlflow.artifacts.list_artifacts(artifact_uri=f"{base}/{folder}")}
+            if "config.json" not in files or not any(n.endswith(WEIGHT_SUFFIXES) and size > 0 for n, size in files.items()):
+                raise FileNotFoundError(f"{folder} holds no config.json and weights (found {sorted(files) or 'nothing'})")
+    except Exception as exc:  # noqa: BLE001 - whatever is missing or unreadable, the version cannot serve
         raise RegistryError(f"{name} version {version}: model artifacts are missing or unreadable ({exc})") from exc
 
 

@@ -7,31 +7,59 @@ has its model files, and appends its decision to the audit log.
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
 from finsent import registry
 from finsent.config import Params
-from finsent.register import audit_experiment, record_decision
+from finsent.register import audit_experiment, record_decision, with_retries
 from finsent.registry import CHAMPION, RegistryError
 
+JSON_TAGS = ("reasons", "numbers")
+PAGE_SIZE = 1000
 
-def history(p: Params, root: Path, limit: int = 50) -> list[dict]:
-    """Every recorded decision, newest first."""
-    client = registry.connect(p.register, root)
+
+def _audit_runs(client, p: Params, limit: int | None) -> list:
+    """Audit runs, newest decision first, paging through the store (it caps one page)."""
     experiment = client.get_experiment_by_name(audit_experiment(p))
     if experiment is None:
         return []
-    runs = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time DESC"], max_results=limit)
+    runs: list = []
+    token = None
+    while limit is None or len(runs) < limit:
+        page_size = PAGE_SIZE if limit is None else min(PAGE_SIZE, limit - len(runs))
+        page = client.search_runs(
+            [experiment.experiment_id],
+            order_by=["tags.seq DESC", "attributes.start_time DESC"],
+            max_results=page_size,
+            page_token=token,
+        )
+        runs.extend(page)
+        token = page.token
+        if not token:
+            break
+    return runs
+
+
+def history(p: Params, root: Path, limit: int | None = 50) -> list[dict]:
+    """Recorded decisions, newest first (``limit=None``: all of them)."""
+    if limit is not None and limit < 1:
+        raise RegistryError(f"history limit must be >= 1, got {limit}")
+    return decisions(registry.connect(p.register, root), p, limit)
+
+
+def decisions(client, p: Params, limit: int | None) -> list[dict]:
+    """The audit log as plain records: its tags, with the JSON ones (reasons, numbers) parsed."""
     out = []
-    for run in runs:
+    for run in _audit_runs(client, p, limit):
         tags = {k: v for k, v in run.data.tags.items() if not k.startswith("mlflow.")}
-        for key in ("decision", "reasons"):
+        for key in JSON_TAGS:
             if key in tags:
                 try:
                     tags[key] = json.loads(tags[key])
                 except json.JSONDecodeError:
                     pass
-        out.append({"time_ms": run.info.start_time, **tags})
+        out.append({"time_ms": run.info.start_time, "audit_run_id": run.info.run_id, **tags})
     return out
 
 
@@ -53,74 +81,113 @@ def champion_stack(events_oldest_first: list[dict]) -> list[str]:
 
 
 def rollback(p: Params, root: Path) -> dict:
-    """Point champion at the champion before the current one."""
+    """Point champion at the champion before the current one. The target must exist and still have
+    its model files; otherwise nothing changes."""
     client = registry.connect(p.register, root)
     name = p.register.model_name
     uri = registry.resolve_tracking_uri(p.register, root)
     with registry.promotion_lock(uri, root):
         current = registry.alias_version(client, name, CHAMPION)
         if current is None:
-            raise RegistryError(f"{name!r} has no champion to roll back")
-        stack = champion_stack(list(reversed(history(p, root, limit=100_000))))
-        if len(stack) < 2 or stack[-1] != current:
+            raise RegistryError(f"{name!r} has no champion to roll back (empty registry or none promoted yet)")
+        stack = champion_stack(list(reversed(decisions(client, p, limit=None))))
+        if not stack or stack[-1] != current:
+            raise RegistryError(
+                f"{name!r} champion version {current} was not set by a recorded decision; "
+                "use `finsent registry promote VERSION --reason ...` to choose one"
+            )
+        if len(stack) < 2:
             raise RegistryError(f"{name!r} champion version {current} has no previous champion to roll back to")
         target = stack[-2]
-        registry.get_version(client, name, target)
         registry.check_artifacts(client, name, target)
-        client.set_registered_model_alias(name, CHAMPION, target)
-        client.set_model_version_tag(name, current, "rolled_back", "true")
+        with_retries(client.set_registered_model_alias, name, CHAMPION, target)
+        with_retries(client.set_model_version_tag, name, current, "rolled_back", "true")
         record_decision(client, p, root, "rollback", target, {"champion_before": current, "champion_after": target, "promoted": "true"})
-    return {"champion_before": current, "champion_after": target}
+    return {"model": name, "champion_before": current, "champion_after": target}
 
 
 def promote(p: Params, root: Path, version: str, reason: str) -> dict:
     """Make ``version`` champion by an operator's decision (bypasses the gate, recorded as such)."""
+    if not reason or not reason.strip():
+        raise RegistryError("a manual promotion needs a reason for the audit log")
     client = registry.connect(p.register, root)
     name = p.register.model_name
     uri = registry.resolve_tracking_uri(p.register, root)
     with registry.promotion_lock(uri, root):
-        registry.get_version(client, name, version)
-        registry.check_artifacts(client, name, version)
+        registry.check_artifacts(client, name, version)  # also: the version exists
+        version = str(registry.get_version(client, name, version).version)
         before = registry.alias_version(client, name, CHAMPION)
-        client.set_registered_model_alias(name, CHAMPION, str(version))
+        with_retries(client.set_registered_model_alias, name, CHAMPION, version)
         record_decision(
             client, p, root, "manual-promote", version,
-            {"champion_before": before or "", "champion_after": str(version), "promoted": "true", "reasons": [reason]},
+            {"champion_before": before or "", "champion_after": version, "promoted": "true", "reasons": [reason]},
         )
-    return {"champion_before": before, "champion_after": str(version)}
+    return {"model": name, "champion_before": before, "champion_after": version}
+
+
+def _validation(client, run) -> dict | str | None:
+    """The validation summary: from its tag, or from the logged file when the tag was clipped."""
+    import mlflow
+
+    tag = run.data.tags.get("validation.summary")
+    try:
+        return json.loads(tag) if tag else None
+    except json.JSONDecodeError:
+        pass
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="validation.json", dst_path=tmp)
+            return json.loads(Path(path).read_text())
+    except Exception:  # noqa: BLE001 - show what there is
+        return tag
 
 
 def lineage(p: Params, root: Path, version: str) -> dict:
-    """Where a version came from: run, params, data version, validation result, metrics."""
+    """Where a version came from: run, params, data version (DVC hash, git commit), validation
+    result, gate decision and metrics."""
+    from mlflow.exceptions import MlflowException
+
     client = registry.connect(p.register, root)
     name = p.register.model_name
     mv = registry.get_version(client, name, version)
-    run = client.get_run(mv.run_id)
+    try:
+        run = client.get_run(mv.run_id)
+    except MlflowException as exc:
+        raise RegistryError(f"{name} version {mv.version}: its training run {mv.run_id!r} cannot be read ({exc})") from exc
     tags = run.data.tags
     return {
         "model": name,
-        "version": mv.version,
-        "aliases": list(client.get_model_version(name, mv.version).aliases),
+        "version": str(mv.version),
+        "aliases": sorted(mv.aliases),
         "run_id": mv.run_id,
         "experiment_id": run.info.experiment_id,
         "data": {k.removeprefix("data."): v for k, v in tags.items() if k.startswith("data.")},
         "code": {k.removeprefix("git."): v for k, v in tags.items() if k.startswith("git.")},
         "libraries": {k.removeprefix("lib."): v for k, v in tags.items() if k.startswith("lib.")},
-        "validation": json.loads(tags.get("validation.summary", "{}")) if tags.get("validation.summary", "").startswith("{") else tags.get("validation.summary"),
+        "validation": _validation(client, run),
         "evaluation": {"sha256": tags.get("eval.sha256"), "rows": tags.get("eval.rows")},
         "gate": {k.removeprefix("gate."): v for k, v in mv.tags.items() if k.startswith("gate.")},
         "params": dict(run.data.params),
         "metrics": dict(run.data.metrics),
-        "restore_data": f"finsent data checkout {tags.get('data.dvc_md5', '?')}",
+        "restore_data": f"finsent data checkout {mv.version}  (or the DVC hash {tags.get('data.dvc_md5', '?')})",
     }
 
 
 def show(p: Params, root: Path) -> dict:
+    """Every version with its aliases and gate decision."""
     client = registry.connect(p.register, root)
     name = p.register.model_name
     versions = client.search_model_versions(f"name='{name}'")
     rows = []
     for mv in sorted(versions, key=lambda v: int(v.version)):
         full = client.get_model_version(name, mv.version)  # SQLite leaves aliases empty in search results
-        rows.append({"version": mv.version, "aliases": list(full.aliases), "run_id": mv.run_id, "macro_f1": full.tags.get("gate.macro_f1")})
+        rows.append(
+            {
+                "version": str(mv.version),
+                "aliases": sorted(full.aliases),
+                "run_id": mv.run_id,
+                "gate": full.tags.get("gate.decision"),
+                "macro_f1": full.tags.get("gate.macro_f1"),
+            }
+        )
     return {"model": name, "versions": rows}
