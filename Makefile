@@ -38,6 +38,9 @@ test: install
 test-fast: install
 	$(VENV)/bin/pytest -q -m "not slow"
 
+serve: install
+	$(VENV)/bin/finsent serve
+
 repro: install
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/dvc repro
 

@@ -139,7 +139,8 @@ def cmd_data_checkout(args: argparse.Namespace) -> None:
         if "data.dvc_md5" not in tags:
             raise registry.RegistryError(f"model version {md5} records no data version")
         md5 = tags["data.dvc_md5"]
-    emit(versioning.checkout_version(root, p.data, md5).to_dict())
+    # Progress to stderr: stdout is the JSON result.
+    emit(versioning.checkout_version(root, p.data, md5, log=lambda message: print(message, file=sys.stderr)).to_dict())
 
 
 def cmd_data_init(args: argparse.Namespace) -> None:
@@ -166,6 +167,93 @@ def cmd_registry(args: argparse.Namespace) -> None:
         emit(registry_ops.promote(p, root, args.version, reason=args.reason))
     elif args.action == "show":
         emit(registry_ops.show(p, root))
+
+
+# --- monitoring ---------------------------------------------------------------------------------
+
+
+def input_file(path: str) -> Path:
+    """A batch file named on the command line: relative to the current folder, checked before any model loads."""
+    from finsent.data import DataError
+
+    file = Path(path).resolve()
+    if not file.is_file():
+        raise DataError(f"{path}: file not found")
+    return file
+
+
+def cmd_score(args: argparse.Namespace) -> None:
+    """Score a news batch with the champion into the predictions store (no Prefect: one transaction)."""
+    from finsent import batch, monitor
+    from finsent.registry import CHAMPION
+
+    root, p = load(args)
+    file = input_file(args.file)
+    champion = monitor.load_champion(p, root, alias=args.alias or CHAMPION)
+    engine = monitor.open_store(p.monitor, root)
+    emit(batch.run(p.monitor, champion.scorer, file, engine, model_name=champion.name, model_version=champion.version))
+
+
+def cmd_monitor_index(args: argparse.Namespace) -> None:
+    """Per-ticker, per-day counts and net sentiment from the store, alerts, and a plot."""
+    from finsent import monitor, sentiment_index
+
+    root, p = load(args)
+    out = Path(args.out).resolve() if args.out else root / p.artifacts_dir / "monitoring" / "index"
+    summary = sentiment_index.run(p.monitor, monitor.open_store(p.monitor, root), out, start=args.start, end=args.end, plot_format=args.format)
+    emit({**json.loads(Path(summary.json_path).read_text()), "json_path": summary.json_path, "plot_path": summary.plot_path})
+
+
+def cmd_monitor_drift(args: argparse.Namespace) -> None:
+    """Drift of a batch file against the champion's training data; the verdict is printed and logged to
+    MLflow. The batch is scored but not stored, and the retrain history is not touched."""
+    from finsent import batch, drift, monitor, registry
+    from finsent.data import DataError
+
+    root, p = load(args)
+    file = input_file(args.file)
+    client = registry.connect(p.register, root)
+    champion = monitor.load_champion(p, root, client=client)
+    news = batch.read_batch(file, p.monitor)
+    current = batch.score_frame(champion.scorer, news.frame)[["text", "predicted", "label"]]
+    cache = monitor.reference_dir(p, root, champion)
+    reference = monitor.champion_reference(client, champion, cache)
+    out = Path(args.out).resolve() if args.out else monitor.new_out_dir(p, root, kind="drift")
+    try:
+        summary = drift.run(
+            p.drift, reference, current, out, model=champion.scorer.model, tokenizer=champion.scorer.tokenizer,
+            baseline_macro_f1=champion.baseline_macro_f1, reference_cache=cache / "outputs.npz",
+        )
+    except drift.DriftError as exc:
+        raise DataError(f"{file}: {exc}") from exc
+    tags, metrics = monitor.verdict_tags_and_metrics(summary.verdict, None)
+    tags.update({"kind": "adhoc", "file": str(file), "model_name": champion.name, "champion.version": champion.version})
+    metrics.update({"window_rows": float(len(current)), "rows_skipped": float(news.rows_skipped)})
+    run_id = monitor.log_monitoring_run(client, p, root, run_name=f"drift-{out.name}", tags=tags, metrics=metrics, artifact_dir=out)
+    emit({"verdict": summary.verdict, "paths": summary.paths, "rows_skipped": news.skipped, "champion_version": champion.version, "mlflow_run_id": run_id})
+    if args.fail_on_drift and summary.verdict["drift"]:
+        raise SystemExit(1)
+
+
+def cmd_monitor_run(args: argparse.Namespace) -> None:
+    """The Prefect monitoring flow on one file (or the inbox): score, drift, index, retrain policy."""
+    from flows.monitoring import monitoring_flow
+
+    root, _ = load(args)  # fail on bad params before Prefect starts
+    path = str(input_file(args.file)) if args.file else None
+    summary = monitoring_flow(
+        path=path, params_path=args.params, root=str(root), overrides=parse_overrides(args.set or []),
+        retrain=not args.no_retrain, git_commit=not args.no_git_commit,
+    )
+    emit(summary.to_dict())
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    """Start a Prefect server and serve the nightly-retrain and hourly-monitor deployments (blocks)."""
+    from flows.serve import serve
+
+    root, _ = load(args)
+    serve(args.params, root, host=args.host, port=args.port, start=not args.no_server)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -208,6 +296,32 @@ def build_parser() -> argparse.ArgumentParser:
     promote.add_argument("--reason", required=True)
     for name in ("history", "rollback", "show", "lineage", "promote"):
         reg.choices[name].set_defaults(func=cmd_registry)
+    score = sub.add_parser("score", help="score a news batch (CSV/JSONL: text, published_at[, ticker, source, label]) into the predictions store")
+    score.add_argument("file")
+    score.add_argument("--alias", default=None, help="registry alias (default champion)")
+    score.set_defaults(func=cmd_score)
+    mon = sub.add_parser("monitor", help="sentiment index, drift, and the monitoring flow").add_subparsers(dest="monitor_command", required=True)
+    index = mon.add_parser("index", help="per-ticker, per-day counts and net sentiment from the store, with alerts and a plot")
+    index.add_argument("--start", help="first published day or time, ISO 8601 (UTC)")
+    index.add_argument("--end", help="end (exclusive), ISO 8601 (UTC)")
+    index.add_argument("--format", choices=["png", "html"], default=None, help="plot format (default monitor.plot_format)")
+    index.add_argument("--out", help="output folder (default artifacts/monitoring/index)")
+    index.set_defaults(func=cmd_monitor_index)
+    drift_cmd = mon.add_parser("drift", help="drift of a batch file against the champion's training data (logged to MLflow)")
+    drift_cmd.add_argument("file")
+    drift_cmd.add_argument("--out", help="report folder (default artifacts/monitoring/drift/<time>)")
+    drift_cmd.add_argument("--fail-on-drift", action="store_true", help="exit with code 1 when drift is found")
+    drift_cmd.set_defaults(func=cmd_monitor_drift)
+    mrun = mon.add_parser("run", help="the monitoring flow: score, drift, sentiment alerts, retrain policy (and retraining)")
+    mrun.add_argument("file", nargs="?", help="batch file (default: every new file in schedule.monitor_inbox)")
+    mrun.add_argument("--no-retrain", action="store_true", help="report the retrain decision without acting on it")
+    mrun.add_argument("--no-git-commit", action="store_true", help="do not commit data.dvc when labels are added")
+    mrun.set_defaults(func=cmd_monitor_run)
+    serve_cmd = sub.add_parser("serve", help="start a Prefect server and serve the nightly-retrain and hourly-monitor deployments")
+    serve_cmd.add_argument("--host", default=None, help="server host (default schedule.server_host)")
+    serve_cmd.add_argument("--port", type=int, default=None, help="server port (default schedule.server_port)")
+    serve_cmd.add_argument("--no-server", action="store_true", help="use the running server named by PREFECT_API_URL")
+    serve_cmd.set_defaults(func=cmd_serve)
     return parser
 
 
@@ -220,10 +334,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     from finsent.registry import RegistryError
     from finsent.validate import ValidationError
     from finsent.versioning import VersioningError
+    from finsent.store import StoreError
+    from flows.serve import ServerError
 
     try:
         args.func(args)
-    except (ConfigError, DataError, ModelError, RegistryError, ValidationError, VersioningError) as exc:
+    except (ConfigError, DataError, ModelError, RegistryError, ValidationError, VersioningError, StoreError, ServerError) as exc:
         print(f"finsent: error: {exc}", file=sys.stderr)
         return 2
     return 0
