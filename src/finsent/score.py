@@ -1,7 +1,7 @@
 """Scoring: class probabilities for many texts, fast.
 
-Texts are tokenised in one call, sorted by length and run in batches padded only to the longest text
-of each batch; results come back in the input order.
+Texts are tokenised in one call, copied to the device once, sorted by length and run in batches padded
+only to the longest text of each batch; results come back in the input order, in one transfer.
 """
 
 from __future__ import annotations
@@ -14,8 +14,12 @@ import numpy as np
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from finsent.features import Encoded, encode_texts, pad_batch, sorted_batches
+from finsent.features import Encoded, encode_texts, gather_batch, sorted_batches, to_device
 from finsent.model import autocast_dtype, choose_device, load_classifier
+
+# On CPU a forward pass over more padded tokens than this falls out of the caches and runs slower
+# (MiniLM on 2 AVX-512 cores: ~40% more texts/s than batches of 256 texts). GPUs want big batches.
+CPU_MAX_BATCH_TOKENS = 1024
 
 
 @torch.inference_mode()
@@ -26,22 +30,31 @@ def predict_proba_encoded(
     batch_size: int = 256,
     device: torch.device | None = None,
     precision: str = "auto",
+    max_tokens: int | None = None,
 ) -> np.ndarray:
-    """Softmax probabilities, shape (n, n_classes), in the order of ``encoded``."""
+    """Softmax probabilities, shape (n, n_classes), in the order of ``encoded``. Batches hold at most
+    ``batch_size`` texts and ``max_tokens`` padded tokens (default: ``CPU_MAX_BATCH_TOKENS`` on CPU)."""
     device = device or next(model.parameters()).device
+    if max_tokens is None and device.type == "cpu":
+        max_tokens = CPU_MAX_BATCH_TOKENS
     amp_dtype = autocast_dtype(device, precision)
     model.eval()
-    out = np.zeros((len(encoded), model.config.num_labels), dtype=np.float32)
-    for rows in sorted_batches(encoded.lengths, batch_size):
-        input_ids, attention_mask = pad_batch(encoded, rows)
-        autocast = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None else contextlib.nullcontext()
-        with autocast:
-            logits = model(
-                input_ids=input_ids.to(device, non_blocking=True),
-                attention_mask=attention_mask.to(device, non_blocking=True),
-            ).logits
-        out[rows] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
-    return out
+    if len(encoded) == 0:
+        return np.zeros((0, model.config.num_labels), dtype=np.float32)
+    tokens = to_device(encoded, device)
+    batches = sorted_batches(encoded.lengths, batch_size, max_tokens)  # longest first: width of the first row
+    order = torch.from_numpy(np.concatenate(batches)).to(device)
+    logits = torch.empty((len(encoded), model.config.num_labels), dtype=torch.float32, device=device)
+    # One autocast region around all batches, so the low-precision copies of the weights are made once.
+    autocast = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None else contextlib.nullcontext()
+    with autocast:
+        start = 0
+        for host_rows in batches:
+            rows = order[start : start + len(host_rows)]
+            start += len(host_rows)
+            input_ids, attention_mask = gather_batch(tokens, rows, int(encoded.lengths[host_rows[0]]))
+            logits[rows] = model(input_ids=input_ids, attention_mask=attention_mask).logits.float()
+    return torch.softmax(logits, dim=-1).cpu().numpy()
 
 
 class Scorer:
