@@ -15,6 +15,7 @@ export DO_NOT_TRACK ?= true
 export MLFLOW_DISABLE_TELEMETRY ?= true
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export DVC_NO_ANALYTICS ?= 1
+export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: install run test test-fast repro serve bench clean
 

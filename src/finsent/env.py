@@ -22,6 +22,9 @@ QUIET_OFFLINE = {
     "TRANSFORMERS_VERBOSITY": "error",  # no load reports or weight-loading progress bars in logs
     "HF_HUB_DISABLE_PROGRESS_BARS": "1",
     "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+    # Idle OpenMP threads sleep instead of spinning: on a small shared CPU spinning threads slow torch
+    # several-fold. Read when torch loads, so this must run before the first torch import.
+    "OMP_WAIT_POLICY": "PASSIVE",
 }
 
 
