@@ -124,7 +124,8 @@ def test_monitoring_scores_reports_drift_and_retrains_on_new_labels(project, tin
     assert run.info.run_id == summary.mlflow_run_id
     assert client.get_run(summary.mlflow_run_id).data.tags["retrain.version"] == "2"
     [retrain] = monitor.read_retrains(engine)
-    assert retrain["status"] == "registered" and retrain["reasons"] == "new_labels" and retrain["model_version"] == "2"
+    assert retrain["status"] == "registered" and retrain["model_version"] == "2"
+    assert "new_labels" in retrain["reasons"].split(",")  # drift may fire too on this small batch
     assert monitor.pending_labels(engine).empty  # each label is handed to training once
     assert [w.signals_fired for w in monitor.read_windows(engine)] == [tuple(verdict["signals_fired"])]
 

@@ -43,9 +43,9 @@ def accuracy(model, encoded, labels) -> float:
 
 def test_fit_learns_a_separable_task(train_tiny):
     df = toy_frame()
-    p = params()
+    p = params(epochs=5.0, warmup_fraction=0.1)
     model, encoded, stats = train_tiny(df, p)
-    assert stats["steps"] == 3 * 15
+    assert stats["steps"] == 5 * 15
     assert accuracy(model, encoded, df["label"].to_numpy()) > 0.9
 
 
