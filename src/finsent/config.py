@@ -73,7 +73,7 @@ class TrainParams:
     # Overrides applied when training runs on CUDA (see finsent.train.params_for_device): a GPU is
     # only kept busy by large batches, which need their own learning rate and epochs.
     on_cuda: dict[str, Any] = field(
-        default_factory=lambda: {"batch_size": 256, "learning_rate": 4e-4, "epochs": 6.0, "pad_to_multiple_of": 8}
+        default_factory=lambda: {"batch_size": 256, "learning_rate": 3e-4, "epochs": 8.0, "pad_to_multiple_of": 8}
     )
 
     def __post_init__(self) -> None:
