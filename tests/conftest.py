@@ -19,6 +19,21 @@ REPO = Path(__file__).resolve().parents[1]
 TFNS = REPO / "datasets" / "tfns"
 
 
+def _load_registry_synthetic() -> None:
+    """tests/code/registry_synthetic.py, importable by name from the registry tests (pytest runs
+    with --import-mode=importlib, so test folders are not on sys.path)."""
+    import importlib.util
+
+    path = Path(__file__).parent / "code" / "registry_synthetic.py"
+    spec = importlib.util.spec_from_file_location("registry_synthetic", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+
+
+_load_registry_synthetic()
+
+
 @pytest.fixture(scope="session")
 def tokenizer():
     from transformers import AutoTokenizer

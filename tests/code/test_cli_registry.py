@@ -14,17 +14,7 @@ from finsent import versioning
 from finsent.cli import main
 
 
-def _helpers():
-    """registry_synthetic.py beside this file (tests are imported with --import-mode=importlib)."""
-    if "registry_synthetic" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("registry_synthetic", Path(__file__).with_name("registry_synthetic.py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module
-        spec.loader.exec_module(module)
-    return sys.modules["registry_synthetic"]
-
-
-rs = _helpers()
+import registry_synthetic as rs  # noqa: E402  (loaded by conftest.py)
 
 
 @pytest.fixture
