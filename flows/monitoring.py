@@ -33,7 +33,20 @@ def connect_tracking(params: Params, root: Path):
     return registry.connect(params.register, root)
 
 
-@task(retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
+def _store_may_recover(task, task_run, state) -> bool:
+    """Retry an unreachable store, not a registry that simply has no champion."""
+    try:
+        state.result()
+    except registry.StoreUnavailable:
+        return True
+    except registry.RegistryError:
+        return False
+    except Exception:  # noqa: BLE001 - other I/O errors may be transient
+        return True
+    return False
+
+
+@task(retries=2, retry_delay_seconds=5, retry_condition_fn=_store_may_recover, cache_policy=NO_CACHE)
 def load_champion(params: Params, root: Path, client) -> monitor.Champion:
     return monitor.load_champion(params, root, client=client)
 
