@@ -57,7 +57,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 def cmd_stage(args: argparse.Namespace) -> None:
     """One stage with fixed paths under artifacts/pipeline: what dvc.yaml runs."""
-    from finsent import evaluate, prepare, register, train, validate, versioning
+    from finsent import augment, evaluate, prepare, register, train, validate, versioning
 
     root, p = load(args)
     out = root / p.artifacts_dir / PIPELINE_DIR
@@ -66,8 +66,10 @@ def cmd_stage(args: argparse.Namespace) -> None:
         emit(validate.run(p, root, out / "validation.json"))
     elif args.stage == "prepare":
         emit(prepare.run(p.data, root, out / "data"))
+    elif args.stage == "augment":
+        emit(augment.run(p.augment, out / "data" / "train.csv", out / "data" / "eval.csv", out / "augmented" / "train.csv").to_dict())
     elif args.stage == "train":
-        emit(train.run(p.train, out / "data" / "train.csv", out / "train"))
+        emit(train.run(p.train, out / "augmented" / "train.csv", out / "train"))
     elif args.stage == "evaluate":
         emit(evaluate.run(p.evaluate, out / "train" / "model", out / "data" / "eval.csv", out / "eval", p.train))
     elif args.stage == "register":
@@ -265,7 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("train", help="run the training flow: validate, version, train, evaluate, register").set_defaults(func=cmd_train)
     stage = sub.add_parser("stage", help="run one pipeline stage (used by dvc.yaml)")
-    stage.add_argument("stage", choices=["validate", "prepare", "train", "evaluate", "register"])
+    stage.add_argument("stage", choices=["validate", "prepare", "augment", "train", "evaluate", "register"])
     stage.set_defaults(func=cmd_stage)
     predict = sub.add_parser("predict", help="score texts with the champion (or stdin, one per line)")
     predict.add_argument("text", nargs="*")
