@@ -162,8 +162,34 @@ def _child(spec: dict) -> None:
         if time.monotonic() > deadline:
             raise SystemExit("start file never appeared")
         time.sleep(0.01)
+    if spec.get("parties"):
+        hold_at_lock_until_all_arrive(Path(spec["barrier_dir"]), spec["tag"], spec["parties"])
     summary = register_synthetic(root, Path(spec["model_dir"]), spec["share"], p=p, tag=spec["tag"])
     Path(spec["result"]).write_text(json.dumps(asdict(summary)))
+
+
+def hold_at_lock_until_all_arrive(barrier_dir: Path, tag: str, parties: int, timeout_s: float = 240) -> None:
+    """Make every process reach the promotion lock (its run logged, its version registered) before
+    any of them takes it, so the decisions are certain to race, however slow the machine."""
+    import contextlib
+
+    from finsent import registry
+
+    real_lock = registry.promotion_lock
+
+    @contextlib.contextmanager
+    def lock_after_barrier(*args, **kwargs):
+        barrier_dir.mkdir(parents=True, exist_ok=True)
+        (barrier_dir / tag).touch()
+        deadline = time.monotonic() + timeout_s
+        while len(list(barrier_dir.iterdir())) < parties:
+            if time.monotonic() > deadline:
+                raise SystemExit("the other registration never reached the promotion lock")
+            time.sleep(0.01)
+        with real_lock(*args, **kwargs):
+            yield
+
+    registry.promotion_lock = lock_after_barrier
 
 
 if __name__ == "__main__":

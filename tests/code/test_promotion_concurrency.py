@@ -20,9 +20,12 @@ import registry_synthetic as rs  # noqa: E402  (loaded by conftest.py)
 SCRIPT = Path(__file__).with_name("registry_synthetic.py")
 
 
-def start_registration(root: Path, model_dir: Path, share: float, tag: str, start_file: Path) -> tuple[subprocess.Popen, Path]:
+def start_registration(root: Path, model_dir: Path, share: float, tag: str, start_file: Path, parties: int = 2) -> tuple[subprocess.Popen, Path]:
     result = root / "artifacts" / f"result-{tag}.json"
-    spec = {"root": str(root), "model_dir": str(model_dir), "share": share, "tag": tag, "start_file": str(start_file), "result": str(result)}
+    spec = {
+        "root": str(root), "model_dir": str(model_dir), "share": share, "tag": tag, "start_file": str(start_file),
+        "result": str(result), "barrier_dir": str(root / "artifacts" / "at-lock"), "parties": parties,
+    }
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     process = subprocess.Popen(
         [sys.executable, str(SCRIPT), json.dumps(spec)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
@@ -56,7 +59,8 @@ def test_two_registrations_at_once_leave_one_champion_the_better_one(project, ti
                 process.kill()
                 process.wait()
 
-    # They did overlap: both training runs had started before the first of their decisions.
+    # They did overlap (the children wait for each other at the lock): both runs had started before
+    # the first of their decisions.
     client = rs.client_for(project)
     started = [client.get_run(s["run_id"]).info.start_time for s in summaries.values()]
     events = list(reversed(registry_ops.history(p, project)))
