@@ -17,7 +17,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export DVC_NO_ANALYTICS ?= 1
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: install run test test-fast repro serve bench clean
+.PHONY: install run tune test test-fast repro serve bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,9 @@ install: $(STAMP)
 
 run: install
 	$(VENV)/bin/finsent train
+
+tune: install
+	$(VENV)/bin/finsent tune
 
 test: install
 	$(VENV)/bin/pytest -q

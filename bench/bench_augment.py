@@ -48,7 +48,9 @@ def prepare(out: Path) -> None:
     p = load_params(ROOT / "params.yaml")
     train = read_dataset(ROOT / p.data.shipped_dir / "sent_train.csv")
     valid = read_dataset(ROOT / p.data.shipped_dir / "sent_valid.csv")
-    base, eval_df, dropped = assemble([train], valid, p.data)
+    # As measured in the augmentation study: the whole training split, no dev split carved out.
+    splits = assemble([train], valid, dataclasses.replace(p.data, dev_fraction=0.0))
+    base, eval_df, dropped = splits.train, splits.test, splits.dropped_eval_overlap
     out.mkdir(parents=True, exist_ok=True)
     write_dataset(base, out / "prepared.csv")
     write_dataset(eval_df, out / "eval.csv")
@@ -58,7 +60,7 @@ def prepare(out: Path) -> None:
             params = dataclasses.replace(p.augment, enabled=True, variants_per_row={k: 0.0 for k in p.augment.variants_per_row})
         else:
             params = dataclasses.replace(p.augment, enabled=True, augmenters=weights)
-        summary = augment_run(params, out / "prepared.csv", out / "eval.csv", out / f"{name}.csv")
+        summary = augment_run(params, out / "prepared.csv", [out / "eval.csv"], out / f"{name}.csv")
         report[name] = summary.to_dict()
     (out / "prepare.json").write_text(json.dumps(report, indent=2))
     print(json.dumps({k: v.get("rows_out", v.get("rows")) for k, v in report.items()}))

@@ -1,4 +1,4 @@
-"""The training flow: restore data -> validate -> prepare -> augment -> version -> train -> evaluate -> register.
+"""The training flow: restore data -> validate -> prepare (train/dev/test) -> augment -> version -> train -> evaluate -> register.
 
 Each task calls one library stage; retries sit only on the I/O that can fail transiently and is safe
 to repeat (reaching the tracking store, DVC pulls and pushes). Registration is not retried: a repeat
@@ -38,17 +38,18 @@ def version_data(params: Params, root: Path) -> versioning.DataVersion:
 
 @task
 def prepare_data(params: Params, root: Path, run_dir: Path) -> prepare.PrepareSummary:
-    return prepare.run(params.data, root, run_dir / "data")
+    return prepare.run(params.data, root, run_dir / "data", dev_path=root / params.data.data_dir / params.data.dev_file)
 
 
 @task
 def augment_data(params: Params, root: Path, prepared: prepare.PrepareSummary) -> augment.AugmentSummary:
-    return augment.run(params.augment, prepared.train_path, prepared.eval_path, root / params.data.data_dir / params.augment.output_file)
+    heldout = [prepared.dev_path, prepared.eval_path]
+    return augment.run(params.augment, prepared.train_path, heldout, root / params.data.data_dir / params.augment.output_file)
 
 
 @task
-def train_model(params: Params, augmented: augment.AugmentSummary, run_dir: Path) -> train.TrainSummary:
-    return train.run(params.train, augmented.output, run_dir / "train")
+def train_model(params: Params, augmented: augment.AugmentSummary, prepared: prepare.PrepareSummary, run_dir: Path) -> train.TrainSummary:
+    return train.run(params.train, augmented.output, run_dir / "train", dev_path=prepared.dev_path)
 
 
 @task
@@ -69,7 +70,12 @@ def register_model(
 ) -> registry.RegistrationSummary:
     return register.run(
         params, root, run_dir / "train", Path(evaluated.out_dir), Path(prepared.eval_path), data_version, validation,
-        extra_tags={"run_dir": str(run_dir), "augment.md5": augmented.md5, "augment.rows_added": str(augmented.rows_added)},
+        extra_tags={
+            "run_dir": str(run_dir),
+            "augment.md5": augmented.md5,
+            "augment.rows_added": str(augmented.rows_added),
+            "dev.rows": str(prepared.dev_rows),
+        },
     )
 
 
@@ -89,7 +95,7 @@ def training_flow(params_path: str = "params.yaml", root: str = ".", overrides: 
     prepared = prepare_data(params, project, run_dir)
     augmented = augment_data(params, project, prepared)
     data_version = version_data(params, project)
-    trained = train_model(params, augmented, run_dir)
+    trained = train_model(params, augmented, prepared, run_dir)
     evaluated = evaluate_model(params, trained, prepared, run_dir)
     return register_model(params, project, run_dir, prepared, evaluated, data_version, validation, augmented)
 

@@ -55,21 +55,39 @@ def cmd_train(args: argparse.Namespace) -> None:
     emit(training_flow(params_path=args.params, root=args.root, overrides=parse_overrides(args.set or [])))
 
 
+def cmd_tune(args: argparse.Namespace) -> None:
+    """Run the Prefect tuning flow: an Optuna search on the dev split; the best values go into a params file."""
+    from flows.tuning import tuning_flow
+
+    overrides = parse_overrides(args.set or [])
+    if args.trials is not None:
+        overrides.setdefault("tune", {})["n_trials"] = args.trials
+    if args.parallel is not None:
+        overrides.setdefault("tune", {})["parallel_trials"] = args.parallel
+    from finsent.config import load_params, replace
+
+    replace(load_params(Path(args.root).resolve() / args.params), **overrides)  # fail on bad params before Prefect starts
+    emit(tuning_flow(params_path=args.params, root=args.root, overrides=overrides))
+
+
 def cmd_stage(args: argparse.Namespace) -> None:
     """One stage with fixed paths under artifacts/pipeline: what dvc.yaml runs."""
     from finsent import augment, evaluate, prepare, register, train, validate, versioning
 
     root, p = load(args)
     out = root / p.artifacts_dir / PIPELINE_DIR
+    dev = out / "data" / "dev.csv"
+    dev = dev if dev.is_file() else None  # prepare writes none when data.dev_fraction is 0
     if args.stage == "validate":
         versioning.ensure_data(root, p.data)
         emit(validate.run(p, root, out / "validation.json"))
     elif args.stage == "prepare":
         emit(prepare.run(p.data, root, out / "data"))
     elif args.stage == "augment":
-        emit(augment.run(p.augment, out / "data" / "train.csv", out / "data" / "eval.csv", out / "augmented" / "train.csv").to_dict())
+        heldout = [dev, out / "data" / "eval.csv"]
+        emit(augment.run(p.augment, out / "data" / "train.csv", heldout, out / "augmented" / "train.csv").to_dict())
     elif args.stage == "train":
-        emit(train.run(p.train, out / "augmented" / "train.csv", out / "train"))
+        emit(train.run(p.train, out / "augmented" / "train.csv", out / "train", dev_path=dev))
     elif args.stage == "evaluate":
         emit(evaluate.run(p.evaluate, out / "train" / "model", out / "data" / "eval.csv", out / "eval", p.train))
     elif args.stage == "register":
@@ -266,6 +284,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     sub.add_parser("train", help="run the training flow: validate, version, train, evaluate, register").set_defaults(func=cmd_train)
+    tune_cmd = sub.add_parser("tune", help="run the tuning flow: Optuna trials on the dev split, best values written to params")
+    tune_cmd.add_argument("--trials", type=int, default=None, help="finished trials wanted (default tune.n_trials)")
+    tune_cmd.add_argument("--parallel", type=int, default=None, help="trials at once (default tune.parallel_trials)")
+    tune_cmd.set_defaults(func=cmd_tune)
     stage = sub.add_parser("stage", help="run one pipeline stage (used by dvc.yaml)")
     stage.add_argument("stage", choices=["validate", "prepare", "augment", "train", "evaluate", "register"])
     stage.set_defaults(func=cmd_stage)
@@ -337,11 +359,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     from finsent.validate import ValidationError
     from finsent.versioning import VersioningError
     from finsent.store import StoreError
+    from finsent.tune import TuneError
     from flows.serve import ServerError
 
     try:
         args.func(args)
-    except (ConfigError, DataError, ModelError, RegistryError, ValidationError, VersioningError, StoreError, ServerError) as exc:
+    except (ConfigError, DataError, ModelError, RegistryError, ValidationError, VersioningError, StoreError, ServerError, TuneError) as exc:
         print(f"finsent: error: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -35,6 +35,15 @@ class DataParams:
     max_train_rows: int | None = None  # stratified cap for quick runs
     max_eval_rows: int | None = None
     seed: int = 42
+    # The dev split: carved from the training data (stratified, seeded), it alone drives early stopping,
+    # checkpoint selection and the hyper-parameter search. The evaluation file is the test set.
+    dev_fraction: float = 0.1  # 0: no dev split (no early stopping or search)
+    dev_seed: int = 42
+    dev_file: str = "splits/dev.csv"  # relative to data_dir: written by the training flow, versioned with data/
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.dev_fraction < 0.5:
+            raise ConfigError(f"data.dev_fraction must be in [0, 0.5), not {self.dev_fraction}")
 
 
 @dataclass(frozen=True)
@@ -70,6 +79,17 @@ class TrainParams:
     progress: bool = True
     pad_to_multiple_of: int = 1  # batch widths round up to this (8 suits GPU tensor cores)
     compile: bool = False  # torch.compile the model: faster steps after a compile of a minute or so
+    # The recipe (finsent.recipe). Each switch is kept or dropped by measurement: bench/results/recipe*.
+    schedule: str = "linear"  # learning-rate schedule after warm-up: linear | cosine | constant
+    layer_lr_decay: float = 1.0  # layer-wise decay: each layer below the head gets this factor more; 1: off
+    label_smoothing: float = 0.0
+    rdrop_alpha: float = 0.0  # R-Drop: weight of the KL between two dropout passes; 0: off (one pass)
+    class_weighting: str = "none"  # none | balanced (loss weights inverse to class frequency)
+    # The dev split, when there is one: evaluated every eval_every_epochs; the best evaluation's
+    # weights are kept (the average of the best average_checkpoints, if that scores higher on dev).
+    eval_every_epochs: float = 1.0
+    early_stopping_patience: int = 0  # evaluations without a dev gain before stopping; 0: run all epochs
+    average_checkpoints: int = 1  # average the weights of the best k dev evaluations; 1: off
     # Overrides applied when training runs on CUDA (see finsent.train.params_for_device): a GPU is
     # only kept busy by large batches, which need their own learning rate and epochs.
     on_cuda: dict[str, Any] = field(
@@ -83,6 +103,14 @@ class TrainParams:
             raise ConfigError(f"train.precision must be auto, fp32 or bf16, not {self.precision!r}")
         if self.pad_to_multiple_of < 1:
             raise ConfigError("train.pad_to_multiple_of must be >= 1")
+        if self.schedule not in {"linear", "cosine", "constant"}:
+            raise ConfigError(f"train.schedule must be linear, cosine or constant, not {self.schedule!r}")
+        if self.class_weighting not in {"none", "balanced"}:
+            raise ConfigError(f"train.class_weighting must be none or balanced, not {self.class_weighting!r}")
+        if not 0.0 < self.layer_lr_decay <= 1.0 or not 0.0 <= self.label_smoothing < 1.0 or self.rdrop_alpha < 0:
+            raise ConfigError("train: layer_lr_decay in (0, 1], label_smoothing in [0, 1) and rdrop_alpha >= 0 are required")
+        if self.eval_every_epochs <= 0 or self.early_stopping_patience < 0 or self.average_checkpoints < 1:
+            raise ConfigError("train: eval_every_epochs > 0, early_stopping_patience >= 0 and average_checkpoints >= 1 are required")
         allowed = {f.name for f in dataclasses.fields(self)} - {"on_cuda", "device", "base_model"}
         unknown = sorted(set(self.on_cuda) - allowed)
         if unknown:
@@ -328,6 +356,73 @@ class ScheduleParams:
             raise ConfigError(f"schedule.server_port must be a TCP port, not {self.server_port}")
 
 
+TUNABLE: tuple[str, ...] = (
+    "batch_size", "epochs", "learning_rate", "weight_decay", "warmup_fraction", "grad_clip", "max_length",
+    "schedule", "layer_lr_decay", "label_smoothing", "rdrop_alpha", "class_weighting", "early_stopping_patience",
+    "average_checkpoints",
+)  # fmt: skip
+
+
+def check_search_space(space: dict[str, Any]) -> None:
+    """Each entry: ``{choices: [...]}``, or ``{low, high}`` with optional ``log: true`` / ``step``."""
+    unknown = sorted(set(space) - set(TUNABLE))
+    if unknown:
+        raise ConfigError(f"tune.search_space: unknown or not tunable key(s) {unknown}; allowed: {list(TUNABLE)}")
+    for key, spec in space.items():
+        where = f"tune.search_space.{key}"
+        if not isinstance(spec, dict):
+            raise ConfigError(f"{where}: expected a mapping like {{low: 1.0e-5, high: 1.0e-3, log: true}} or {{choices: [...]}}")
+        extra = sorted(set(spec) - {"low", "high", "log", "step", "choices"})
+        if extra:
+            raise ConfigError(f"{where}: unknown key(s) {extra}")
+        if "choices" in spec:
+            if not isinstance(spec["choices"], list) or not spec["choices"] or set(spec) != {"choices"}:
+                raise ConfigError(f"{where}: choices must be a non-empty list, alone")
+            continue
+        low, high = spec.get("low"), spec.get("high")
+        numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high))
+        if not numbers or not low < high:
+            raise ConfigError(f"{where}: needs numbers low < high, got low={low!r} high={high!r}")
+        if spec.get("log") and low <= 0:
+            raise ConfigError(f"{where}: a log scale needs low > 0")
+
+
+@dataclass(frozen=True)
+class TuneParams:
+    """The hyper-parameter search (finsent.tune, flows/tuning.py): Optuna trials scored on the dev split."""
+
+    study_name: str = "finsent-tune"
+    storage: str = "sqlite:///artifacts/tuning/optuna.db"  # any Optuna RDB URL (postgresql://...) at scale
+    n_trials: int = 20  # finished trials wanted in the study; a rerun only adds what is missing
+    parallel_trials: int = 1  # trials running at once (Prefect tasks); one per GPU on a multi-GPU host
+    devices: list[str] = field(default_factory=list)  # trials go round-robin over these; []: train.device
+    seed: int = 42  # of the TPE sampler
+    max_train_rows: int | None = None  # stratified cap on each trial's training rows; null: all
+    epochs: float | None = None  # each trial's epochs; null: train.epochs (train.on_cuda on a GPU)
+    pruning: bool = True  # stop trials whose dev score trails the median of earlier trials at the same step
+    include_current: bool = True  # the current train settings are the study's first trial
+    write_params_to: str = "params.yaml"  # the best trial's values are written into this file (relative to the root)
+    search_space: dict[str, Any] = field(
+        default_factory=lambda: {
+            "learning_rate": {"low": 3e-5, "high": 5e-4, "log": True},
+            "warmup_fraction": {"low": 0.0, "high": 0.2},
+            "weight_decay": {"low": 0.0, "high": 0.1},
+            "layer_lr_decay": {"low": 0.6, "high": 1.0},
+            "label_smoothing": {"low": 0.0, "high": 0.2},
+            "schedule": {"choices": ["linear", "cosine"]},
+        }
+    )
+
+    def __post_init__(self) -> None:
+        if self.n_trials < 1 or self.parallel_trials < 1:
+            raise ConfigError("tune: n_trials and parallel_trials must be >= 1")
+        if not self.search_space:
+            raise ConfigError("tune.search_space is empty: name at least one train setting to search")
+        check_search_space(self.search_space)
+        if not self.write_params_to.endswith((".yaml", ".yml")):
+            raise ConfigError(f"tune.write_params_to must be a YAML file, not {self.write_params_to!r}")
+
+
 @dataclass(frozen=True)
 class Params:
     data: DataParams = field(default_factory=DataParams)
@@ -341,6 +436,7 @@ class Params:
     retrain: RetrainPolicyParams = field(default_factory=RetrainPolicyParams)
     augment: AugmentParams = field(default_factory=AugmentParams)
     schedule: ScheduleParams = field(default_factory=ScheduleParams)
+    tune: TuneParams = field(default_factory=TuneParams)
     artifacts_dir: str = "artifacts"
 
 

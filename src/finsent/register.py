@@ -110,6 +110,17 @@ def champion_predictions(client, p: Params, champion: str, eval_df: pd.DataFrame
         ) from exc
 
 
+def log_dev_selection(train_summary: dict) -> None:
+    """The dev split's view of training: every evaluation as a metric series, and the weights kept."""
+    import mlflow
+
+    for point in train_summary.get("dev_history", []):
+        mlflow.log_metrics({f"dev_{k}": float(point[k]) for k in ("macro_f1", "accuracy", "loss")}, step=int(point["step"]))
+    if train_summary.get("dev_macro_f1") is not None:
+        mlflow.log_metrics({"selected_dev_macro_f1": float(train_summary["dev_macro_f1"])})
+        mlflow.set_tags({"train.selected": json.dumps(train_summary.get("selected", {}))[:MAX_TAG_CHARS]})
+
+
 def training_rows(train_dir: Path) -> Path:
     """The rows the model was trained on: prepare writes them beside ``train/``; logged with the model
     as the drift reference for monitoring."""
@@ -206,6 +217,7 @@ def run(
         mlflow.log_params({k: v[:6000] for k, v in params.items()})
         mlflow.log_metrics(flat_metrics(metrics))
         mlflow.log_metrics({f"train_{k}": float(train_summary[k]) for k in ("seconds", "samples_per_second", "final_loss", "steps")})
+        log_dev_selection(train_summary)
         mlflow.log_metrics({f"behaviour_{k}": v for k, v in behaviour.pass_rates.items()})
         mlflow.log_artifacts(str(eval_dir), artifact_path="eval")
         mlflow.log_dict(behaviour.to_dict(), "behaviour.json")

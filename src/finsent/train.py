@@ -22,20 +22,32 @@ import math
 import os
 import random
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import pandas as pd
 import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
-from transformers import PreTrainedModel, get_linear_schedule_with_warmup
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from finsent.config import TrainParams, from_dict
 from finsent.data import read_dataset
 from finsent.features import Encoded, encode_texts, gather_batch, length_bucketed_batches, padded_width, to_device
 from finsent.model import autocast_dtype, choose_device, load_classifier, resolve_base_model
+from finsent.recipe import (
+    DevSelection,
+    average_states,
+    class_weights,
+    dev_scores,
+    eval_steps,
+    make_scheduler,
+    param_groups,
+    summed_loss,
+)
+from finsent.score import predict_proba_encoded
 
 
 @dataclass(frozen=True)
@@ -52,6 +64,12 @@ class TrainSummary:
     resumed_from_step: int
     batch_size: int  # the settings in effect, after train.on_cuda on a GPU
     learning_rate: float
+    dev_rows: int = 0  # 0: no dev split, the last weights are kept
+    dev_macro_f1: float | None = None  # of the weights kept (see ``selected``)
+    dev_accuracy: float | None = None
+    stopped_early: bool = False
+    selected: dict = field(default_factory=dict)
+    dev_history: list = field(default_factory=list)
 
 
 LOG_EVERY = 50  # steps between reading the loss back from the device (a synchronisation)
@@ -105,7 +123,7 @@ def params_for_device(p: TrainParams, device: torch.device) -> TrainParams:
     return from_dict(TrainParams, merged, "train.on_cuda")
 
 
-def _save_checkpoint(path: Path, model: PreTrainedModel, optimizer, scheduler, step: int, fingerprint: str) -> None:
+def _save_checkpoint(path: Path, model: PreTrainedModel, optimizer, scheduler, step: int, fingerprint: str, selection: DevSelection) -> None:
     tmp = path.with_suffix(".tmp")
     torch.save(
         {
@@ -114,6 +132,7 @@ def _save_checkpoint(path: Path, model: PreTrainedModel, optimizer, scheduler, s
             "scheduler": scheduler.state_dict(),
             "step": step,
             "fingerprint": fingerprint,
+            "selection": selection.state_dict(),
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None,
         },
@@ -122,18 +141,47 @@ def _save_checkpoint(path: Path, model: PreTrainedModel, optimizer, scheduler, s
     os.replace(tmp, path)  # atomic: an interrupted save never corrupts the last good checkpoint
 
 
+def score_dev(model: PreTrainedModel, dev: tuple[Encoded, np.ndarray], p: TrainParams, device: torch.device) -> dict[str, float]:
+    dev_encoded, dev_labels = dev
+    probs = predict_proba_encoded(model, dev_encoded, batch_size=256, device=device, precision=p.precision)
+    model.train()
+    return dev_scores(dev_labels, probs)
+
+
+def select_on_dev(model: PreTrainedModel, selection: DevSelection, dev, p: TrainParams, device: torch.device) -> dict:
+    """Load the weights the dev split prefers: the best evaluation's, or the average of the best
+    ``average_checkpoints`` when that average scores at least as well on dev."""
+    best_f1, best_step, best_state = selection.best[0]
+    best_accuracy = next(h["accuracy"] for h in selection.history if h["step"] == best_step)
+    chosen = {"kind": "best", "step": best_step, "dev_macro_f1": best_f1, "dev_accuracy": best_accuracy}
+    if len(selection.best) > 1:
+        model.load_state_dict(average_states([state for _, _, state in selection.best]))
+        averaged = score_dev(model, dev, p, device)
+        chosen["average_dev_macro_f1"] = averaged["macro_f1"]
+        if averaged["macro_f1"] >= best_f1:
+            steps = [s for _, s, _ in selection.best]
+            return {"kind": "average", "steps": steps, "dev_macro_f1": averaged["macro_f1"], "dev_accuracy": averaged["accuracy"]}
+    model.load_state_dict(best_state)
+    return chosen
+
+
 def fit(
     model: PreTrainedModel,
     encoded: Encoded,
     labels: np.ndarray,
     p: TrainParams,
     *,
+    dev: tuple[Encoded, np.ndarray] | None = None,
     checkpoint_path: Path | None = None,
     fingerprint: str = "",
     log: Callable[[str], None] = print,
     on_step: Callable[[int, float], None] | None = None,
+    on_evaluate: Callable[[int, dict], None] | None = None,
 ) -> dict:
-    """Fine-tune ``model`` in place. Returns the loop's statistics."""
+    """Fine-tune ``model`` in place. With ``dev`` (the dev split, tokenised, and its labels), score it
+    every ``eval_every_epochs``, stop early after ``early_stopping_patience`` evaluations without a
+    gain, and end with the weights the dev split prefers. ``on_evaluate(step, scores)`` sees each dev
+    evaluation (a hyper-parameter search prunes there). Returns the loop's statistics."""
     rank, world_size = dist_info()
     device = training_device(p, rank, world_size)
     if device.type == "cuda" and p.on_cuda:
@@ -150,16 +198,15 @@ def fit(
         net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     if p.compile:
         net = torch.compile(net)
-    no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
-    groups = [
-        {"params": [t for n, t in model.named_parameters() if not n.endswith(no_decay)], "weight_decay": p.weight_decay},
-        {"params": [t for n, t in model.named_parameters() if n.endswith(no_decay)], "weight_decay": 0.0},
-    ]
     # Fused: one kernel over all tensors; on CPU too, where it is several times faster than foreach.
-    optimizer = torch.optim.AdamW(groups, lr=p.learning_rate, fused=device.type in {"cuda", "cpu"})
+    optimizer = torch.optim.AdamW(param_groups(model, p), lr=p.learning_rate, fused=device.type in {"cuda", "cpu"})
     steps_per_epoch = math.ceil(len(labels) / p.batch_size)
     total_steps = max(1, math.ceil(p.epochs * steps_per_epoch))
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(p.warmup_fraction * total_steps), total_steps)
+    scheduler = make_scheduler(optimizer, p, total_steps)
+    weight = class_weights(labels, model.config.num_labels, p.class_weighting)
+    weight = weight.to(device) if weight is not None else None
+    evaluate_at = eval_steps(total_steps, steps_per_epoch, p.eval_every_epochs) if dev is not None else set()
+    selection = DevSelection(keep=p.average_checkpoints, patience=p.early_stopping_patience)
 
     step = 0
     if checkpoint_path is not None and checkpoint_path.is_file():
@@ -168,6 +215,7 @@ def fit(
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
+            selection.load_state_dict(state["selection"])
             torch.set_rng_state(state["torch_rng"].cpu())  # map_location moved it to the device
             if state.get("cuda_rng") is not None and device.type == "cuda":
                 torch.cuda.set_rng_state_all([r.cpu() for r in state["cuda_rng"]])
@@ -182,9 +230,11 @@ def fit(
     bar = tqdm(total=total_steps, initial=step, desc="train", unit="step", disable=not p.progress or rank != 0)
     started = time.perf_counter()
     last_checkpoint = started
+    eval_seconds = 0.0
     samples = 0
     loss_value = float("nan")
-    while step < total_steps:
+    stopped_early = False
+    while step < total_steps and not stopped_early:
         epoch, first = divmod(step, steps_per_epoch)
         batches = epoch_batches(encoded.lengths, p.batch_size, p.seed, epoch)[first : first + total_steps - step]
         shards = [shard(batch, rank, world_size) for batch in batches]
@@ -195,12 +245,16 @@ def fit(
             rows = epoch_rows[end - len(host_rows) : end]
             width = padded_width(encoded.lengths[host_rows], p.pad_to_multiple_of)
             input_ids, attention_mask = gather_batch(tokens, rows, width)
+            if p.rdrop_alpha > 0:  # R-Drop: the same rows twice, through different dropout masks
+                input_ids, attention_mask = input_ids.repeat(2, 1), attention_mask.repeat(2, 1)
             autocast = (
                 torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None else contextlib.nullcontext()
             )
             with autocast:
                 logits = net(input_ids=input_ids, attention_mask=attention_mask).logits
-            loss = torch.nn.functional.cross_entropy(logits.float(), targets[rows], reduction="sum") * loss_scale
+            loss = summed_loss(
+                logits, targets[rows], weight=weight, label_smoothing=p.label_smoothing, rdrop_alpha=p.rdrop_alpha
+            ) * loss_scale
             loss.backward()
             if p.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), p.grad_clip)
@@ -213,6 +267,18 @@ def fit(
             if step % LOG_EVERY == 0 or step == total_steps:
                 loss_value = float(loss.detach())
                 bar.set_postfix(loss=f"{loss_value:.3f}", epoch=f"{step / steps_per_epoch:.2f}")
+            if step in evaluate_at:  # dev only: the test set is never looked at during training
+                eval_started = time.perf_counter()
+                scores = score_dev(model, dev, p, device)
+                selection.record(step, step / steps_per_epoch, scores, model)
+                eval_seconds += time.perf_counter() - eval_started
+                log(f"step {step}: dev macro-F1 {scores['macro_f1']:.4f}, accuracy {scores['accuracy']:.4f}")
+                if on_evaluate is not None:
+                    on_evaluate(step, scores)
+                if selection.should_stop:
+                    log(f"early stop at step {step}: no dev gain in {p.early_stopping_patience} evaluations")
+                    stopped_early = True
+                    break
             now = time.perf_counter()
             if (
                 checkpoint_path is not None
@@ -221,19 +287,21 @@ def fit(
                 and now - last_checkpoint >= 60 * p.checkpoint_every_minutes
                 and step < total_steps
             ):
-                _save_checkpoint(checkpoint_path, model, optimizer, scheduler, step, fingerprint)
+                _save_checkpoint(checkpoint_path, model, optimizer, scheduler, step, fingerprint, selection)
                 last_checkpoint = now
             if on_step is not None:
                 on_step(step, loss_value)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    seconds = time.perf_counter() - started
+    seconds = time.perf_counter() - started - eval_seconds
     bar.close()
+    selected = select_on_dev(model, selection, dev, p, device) if selection.best else {"kind": "last", "step": step}
     model.eval()
     return {
         "steps": step,
         "resumed_from_step": resumed_from,
         "seconds": seconds,
+        "eval_seconds": eval_seconds,
         "samples_per_second": samples / seconds if seconds > 0 else 0.0,
         "final_loss": float(loss.detach()) if step > resumed_from else loss_value,
         "device": str(device),
@@ -241,34 +309,50 @@ def fit(
         "batch_size": p.batch_size,
         "learning_rate": p.learning_rate,
         "epochs": p.epochs,
+        "stopped_early": stopped_early,
+        "dev_history": selection.history,
+        "selected": selected,
     }
 
 
-def fingerprint_of(p: TrainParams, texts: list[str], labels: np.ndarray) -> str:
-    """What a checkpoint must match to be resumed: the settings that change the result, and the data."""
+def fingerprint_of(p: TrainParams, *datasets: tuple[list[str], np.ndarray]) -> str:
+    """What a checkpoint must match to be resumed: the settings that change the result, and the data
+    (the training rows, and the dev rows that select the weights)."""
     import hashlib
 
     h = hashlib.sha256()
     settings = {k: v for k, v in asdict(p).items() if k not in {"progress", "checkpoint_every_minutes", "num_threads"}}
     h.update(json.dumps(settings, sort_keys=True).encode())
-    for text, label in zip(texts, labels):
-        h.update(text.encode("utf-8", "surrogatepass"))
-        h.update(bytes([int(label) & 0xFF]))
+    for texts, labels in datasets:
+        h.update(f"|{len(texts)}|".encode())
+        for text, label in zip(texts, labels):
+            h.update(text.encode("utf-8", "surrogatepass"))
+            h.update(bytes([int(label) & 0xFF]))
     return h.hexdigest()
 
 
-def run(p: TrainParams, train_path: str | Path, out_dir: str | Path, log: Callable[[str], None] = print) -> TrainSummary:
-    """Load the base model, fine-tune it on the prepared CSV ``train_path`` (text, label), save it
-    under ``out_dir/model`` with its tokenizer, and write ``out_dir/train_summary.json``."""
-    resolve_base_model(p.base_model)  # a wrong path fails before any data is read
-    train_df = read_dataset(train_path)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+def fit_frames(
+    p: TrainParams,
+    train_df: pd.DataFrame,
+    dev_df: pd.DataFrame | None = None,
+    *,
+    checkpoint_path: Path | None = None,
+    log: Callable[[str], None] = print,
+    on_evaluate: Callable[[int, dict], None] | None = None,
+) -> tuple[PreTrainedTokenizerBase, PreTrainedModel, dict]:
+    """Load the base model and fine-tune it on ``train_df`` (text, label), the dev split ``dev_df``
+    selecting the weights. Returns the tokenizer, the model and ``fit``'s statistics."""
     set_seed(p.seed)
     tokenizer, model = load_classifier(p.base_model)
     texts = train_df["text"].tolist()
     labels = train_df["label"].to_numpy(dtype=np.int64)
     encoded = encode_texts(tokenizer, texts, p.max_length)
+    datasets = [(texts, labels)]
+    dev = None
+    if dev_df is not None and len(dev_df):
+        dev_texts, dev_labels = dev_df["text"].tolist(), dev_df["label"].to_numpy(dtype=np.int64)
+        dev = (encode_texts(tokenizer, dev_texts, p.max_length), dev_labels)
+        datasets.append((dev_texts, dev_labels))
     rank, world_size = dist_info()
     # A checkpoint is only resumed by a run with the same settings in effect on its device.
     effective = params_for_device(p, training_device(p, rank, world_size))
@@ -277,10 +361,33 @@ def run(p: TrainParams, train_path: str | Path, out_dir: str | Path, log: Callab
         encoded,
         labels,
         p,
-        checkpoint_path=out_dir / "checkpoint.pt",
-        fingerprint=fingerprint_of(effective, texts, labels),
+        dev=dev,
+        checkpoint_path=checkpoint_path,
+        fingerprint=fingerprint_of(effective, *datasets),
         log=log,
+        on_evaluate=on_evaluate,
     )
+    stats["dev_rows"] = len(dev[1]) if dev is not None else 0
+    return tokenizer, model, stats
+
+
+def run(
+    p: TrainParams,
+    train_path: str | Path,
+    out_dir: str | Path,
+    log: Callable[[str], None] = print,
+    dev_path: str | Path | None = None,
+) -> TrainSummary:
+    """Load the base model, fine-tune it on the prepared CSV ``train_path`` (text, label), save it
+    under ``out_dir/model`` with its tokenizer, and write ``out_dir/train_summary.json``. With
+    ``dev_path`` (the dev split), the dev split selects the weights and may stop training early."""
+    resolve_base_model(p.base_model)  # a wrong path fails before any data is read
+    train_df = read_dataset(train_path)
+    dev_df = read_dataset(dev_path) if dev_path is not None else None
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tokenizer, model, stats = fit_frames(p, train_df, dev_df, checkpoint_path=out_dir / "checkpoint.pt", log=log)
+    rank, _ = dist_info()
     model_dir = out_dir / "model"
     if rank == 0:
         model.to("cpu")
@@ -289,11 +396,17 @@ def run(p: TrainParams, train_path: str | Path, out_dir: str | Path, log: Callab
         (out_dir / "checkpoint.pt").unlink(missing_ok=True)  # finished: the saved model supersedes it
     summary = TrainSummary(
         model_dir=str(model_dir),
-        rows=len(labels),
+        rows=len(train_df),
         **{k: stats[k] for k in ("steps", "epochs", "seconds", "samples_per_second", "final_loss", "device", "world_size")},
         resumed_from_step=stats["resumed_from_step"],
         batch_size=stats["batch_size"],
         learning_rate=stats["learning_rate"],
+        dev_rows=stats["dev_rows"],
+        dev_macro_f1=stats["selected"].get("dev_macro_f1"),
+        dev_accuracy=stats["selected"].get("dev_accuracy"),
+        stopped_early=stats["stopped_early"],
+        selected=stats["selected"],
+        dev_history=stats["dev_history"],
     )
     if rank == 0:
         (out_dir / "train_summary.json").write_text(json.dumps(asdict(summary), indent=2))

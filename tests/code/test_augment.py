@@ -571,7 +571,7 @@ def test_run_writes_the_augmented_training_set_and_leaves_evaluation_alone(tmp_p
     TRAIN.to_csv(tmp_path / "train.csv", index=False)
     eval_df.to_csv(tmp_path / "eval.csv", index=False)
     eval_before = (tmp_path / "eval.csv").read_bytes()
-    summary = run(AugmentParams(), tmp_path / "train.csv", tmp_path / "eval.csv", tmp_path / "augmented" / "train.csv")
+    summary = run(AugmentParams(), tmp_path / "train.csv", [tmp_path / "eval.csv"], tmp_path / "augmented" / "train.csv")
 
     assert (tmp_path / "eval.csv").read_bytes() == eval_before
     written = read_augmented(summary.output)

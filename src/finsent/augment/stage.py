@@ -268,16 +268,17 @@ def load_backtranslator(p: AugmentParams) -> RoundTripTranslator | None:
 def run(
     p: AugmentParams,
     train_path: str | Path,
-    eval_path: str | Path | None,
+    heldout_paths: Sequence[str | Path | None],
     out_path: str | Path,
     backtranslator: RoundTripTranslator | None = None,
 ) -> AugmentSummary:
     """Augment the prepared training CSV, write it atomically to ``out_path`` and say what was added.
-    ``eval_path`` is the evaluation CSV whose look-alikes are removed."""
+    ``heldout_paths``: the CSVs never trained on (the dev split, the test set; None entries are
+    skipped) whose look-alikes are removed."""
     train_df = read_dataset(train_path)
-    eval_df = read_dataset(eval_path) if eval_path is not None else None
+    heldout = [read_dataset(path) for path in heldout_paths if path is not None]
     translator = backtranslator if backtranslator is not None else load_backtranslator(p)
-    eval_texts = eval_df["text"].fillna("").astype(str).tolist() if eval_df is not None else None
+    eval_texts = [t for df in heldout for t in df["text"].fillna("").astype(str)] if heldout else None
     result = augment_frame(train_df, p, np.random.default_rng(p.seed), eval_texts, translator)
     path = write_dataset(result.frame, out_path)
     added = result.frame.loc[result.frame["augmenter"] != ORIGINAL]

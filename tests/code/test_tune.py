@@ -1,0 +1,95 @@
+"""The search's pure parts: the space, each trial's settings, the params file written back."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+import yaml
+
+from finsent import tune
+from finsent.cli import main
+from finsent.config import ConfigError, TrainParams, TuneParams, load_params, replace
+from finsent.params_file import set_values
+
+TEXT = """# header comment
+train:
+  epochs: 2.0             # keep me
+  learning_rate: 1.0e-4
+  on_cuda:                # GPU settings
+    learning_rate: 3.0e-4
+    epochs: 8.0
+  tags: {a: 1}
+evaluate:
+  batch_size: 256
+"""
+
+
+def test_values_are_written_in_place_with_comments_kept():
+    out = set_values(TEXT, {("train", "epochs"): 3.5, ("train", "on_cuda", "learning_rate"): 1e-05, ("train", "schedule"): "cosine"})
+    assert "  epochs: 3.5             # keep me" in out and "# header comment" in out and "# GPU settings" in out
+    parsed = yaml.safe_load(out)
+    assert parsed["train"]["on_cuda"] == {"learning_rate": 1e-05, "epochs": 8.0}
+    assert parsed["train"]["learning_rate"] == 1e-4 and parsed["train"]["schedule"] == "cosine"
+    assert parsed["evaluate"] == {"batch_size": 256}
+
+
+def test_values_the_editor_cannot_place_are_refused():
+    with pytest.raises(ConfigError, match="section"):
+        set_values(TEXT, {("tune", "n_trials"): 3})
+    with pytest.raises(ConfigError, match="block"):
+        set_values(TEXT, {("train", "tags"): {"a": 2}})
+
+
+def test_distributions_follow_the_space():
+    space = {"learning_rate": {"low": 1e-5, "high": 1e-3, "log": True}, "batch_size": {"low": 16, "high": 64, "step": 16}, "schedule": {"choices": ["linear", "cosine"]}}
+    dists = tune.distributions(space)
+    assert isinstance(dists["learning_rate"], optuna.distributions.FloatDistribution) and dists["learning_rate"].log
+    assert isinstance(dists["batch_size"], optuna.distributions.IntDistribution) and dists["batch_size"].step == 16
+    assert dists["schedule"].choices == ("linear", "cosine")
+
+
+def test_searched_values_win_over_the_gpu_overrides():
+    train = TrainParams(learning_rate=1e-4, epochs=2.0, on_cuda={"learning_rate": 3e-4, "epochs": 8.0, "batch_size": 256})
+    p = tune.trial_train_params(train, TuneParams(epochs=4.0), {"learning_rate": 2e-4}, "cuda:1")
+    assert p.learning_rate == 2e-4 and p.epochs == 4.0 and p.device == "cuda:1"
+    assert p.on_cuda == {"batch_size": 256}  # tune.epochs and the searched lr win on a GPU too
+    assert tune.current_values(train, {"learning_rate": {}, "schedule": {}}, on_cuda=True) == {"learning_rate": 3e-4, "schedule": "linear"}
+    assert tune.current_values(train, {"learning_rate": {}}, on_cuda=False) == {"learning_rate": 1e-4}
+
+
+def test_parallel_trials_share_the_cpu_and_the_devices():
+    p = tune.trial_train_params(TrainParams(), TuneParams(parallel_trials=2), {}, None)
+    assert p.num_threads is not None and p.num_threads >= 1
+    assert tune.trial_device(TuneParams(devices=["cuda:0", "cuda:1"]), 3) == "cuda:1"
+    assert tune.waves(5, 2) == [2, 2, 1] and tune.waves(0, 2) == []
+
+
+@pytest.mark.parametrize(
+    "space, message",
+    [({"dropout": {"low": 0, "high": 1}}, "not tunable"), ({"learning_rate": {"low": 1e-3, "high": 1e-4}}, "low < high"),
+     ({"learning_rate": {"low": 0.0, "high": 1e-3, "log": True}}, "log"), ({"schedule": {"choices": []}}, "choices"), ({}, "empty")],
+)
+def test_bad_search_spaces_are_rejected(space, message):
+    with pytest.raises(ConfigError, match=message):
+        TuneParams(search_space=space)
+
+
+def test_tune_command_rejects_bad_settings_before_starting(project, capsys):
+    assert main(["--root", str(project), "--set", "tune.search_space={dropout: {low: 0, high: 1}}", "tune"]) == 2
+    assert "not tunable" in capsys.readouterr().err
+    assert main(["--root", str(project), "tune", "--trials", "0"]) == 2
+
+
+def test_search_needs_a_dev_split(tmp_path):
+    with pytest.raises(tune.TuneError, match="dev split"):
+        tune.trial_data(tmp_path / "train.csv", None, TuneParams(), 0)
+
+
+def test_write_best_targets_the_settings_in_effect(project):
+    p = replace(load_params(project / "params.yaml"), tune={"write_params_to": "params.tuned.yaml"})
+    target, written = tune.write_best(p, project, project / "params.yaml", {"learning_rate": 2e-4, "label_smoothing": 0.05}, on_cuda=True)
+    assert target == project / "params.tuned.yaml" and (project / "params.yaml").read_text() != target.read_text()
+    tuned = load_params(target)
+    assert tuned.train.on_cuda["learning_rate"] == 2e-4 and tuned.train.label_smoothing == 0.05
+    assert tuned.train.learning_rate == load_params(project / "params.yaml").train.learning_rate
+    assert written == {"train.on_cuda.learning_rate": 2e-4, "train.label_smoothing": 0.05}
