@@ -1,7 +1,8 @@
 """Scoring: class probabilities for many texts, fast.
 
 Texts are tokenised in one call, copied to the device once, sorted by length and run in batches padded
-only to the longest text of each batch; results come back in the input order, in one transfer.
+only to the longest text of each batch; results come back in the input order, in one transfer. BERT
+classifiers skip the last layer's positions that the logits never read (``finsent.cls_forward``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import numpy as np
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from finsent.cls_forward import logits_module
 from finsent.features import Encoded, encode_texts, gather_batch, sorted_batches, to_device
 from finsent.model import autocast_dtype, choose_device, load_classifier
 
@@ -44,6 +46,7 @@ def predict_proba_encoded(
     tokens = to_device(encoded, device)
     batches = sorted_batches(encoded.lengths, batch_size, max_tokens)  # longest first: width of the first row
     order = torch.from_numpy(np.concatenate(batches)).to(device)
+    forward = logits_module(model)  # BERT: the same logits without the last layer's unread positions
     logits = torch.empty((len(encoded), model.config.num_labels), dtype=torch.float32, device=device)
     # One autocast region around all batches, so the low-precision copies of the weights are made once.
     autocast = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None else contextlib.nullcontext()
@@ -53,7 +56,7 @@ def predict_proba_encoded(
             rows = order[start : start + len(host_rows)]
             start += len(host_rows)
             input_ids, attention_mask = gather_batch(tokens, rows, int(encoded.lengths[host_rows[0]]))
-            logits[rows] = model(input_ids=input_ids, attention_mask=attention_mask).logits.float()
+            logits[rows] = forward(input_ids, attention_mask).float()
     return torch.softmax(logits, dim=-1).cpu().numpy()
 
 

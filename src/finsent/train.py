@@ -33,6 +33,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from finsent.cls_forward import logits_module
 from finsent.config import TrainParams, from_dict
 from finsent.data import read_dataset
 from finsent.features import Encoded, encode_texts, gather_batch, length_bucketed_batches, padded_width, to_device
@@ -193,9 +194,9 @@ def fit(
 
     model.to(device)
     model.train()
-    net = model
+    net = logits_module(model)  # (input_ids, attention_mask) -> logits; BERT skips the unread positions
     if world_size > 1:
-        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        net = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
     if p.compile:
         net = torch.compile(net)
     # Fused: one kernel over all tensors; on CPU too, where it is several times faster than foreach.
@@ -251,7 +252,7 @@ def fit(
                 torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None else contextlib.nullcontext()
             )
             with autocast:
-                logits = net(input_ids=input_ids, attention_mask=attention_mask).logits
+                logits = net(input_ids, attention_mask)
             loss = summed_loss(
                 logits, targets[rows], weight=weight, label_smoothing=p.label_smoothing, rdrop_alpha=p.rdrop_alpha
             ) * loss_scale

@@ -42,10 +42,10 @@ def accuracy(model, encoded, labels) -> float:
 
 
 def test_fit_learns_a_separable_task(train_tiny):
-    df = toy_frame()
-    p = params(epochs=5.0, warmup_fraction=0.1)
+    df = toy_frame(480)
+    p = params(epochs=5.0, warmup_fraction=0.1, learning_rate=3e-3)
     model, encoded, stats = train_tiny(df, p)
-    assert stats["steps"] == 5 * 15
+    assert stats["steps"] == 5 * 30
     assert accuracy(model, encoded, df["label"].to_numpy()) > 0.9
 
 
@@ -190,4 +190,22 @@ def test_recipe_switches_still_learn_the_task(train_tiny, recipe):
         model, encoded, _ = train_tiny(df, params(epochs=5.0, learning_rate=3e-3, warmup_fraction=0.1, seed=seed, **recipe))
         scores.append(accuracy(model, encoded, df["label"].to_numpy()))
     assert max(scores) > 0.95 and min(scores) > 0.6
+
+
+def test_the_recipe_runs_on_a_deeper_encoder_given_by_path(tokenizer, tmp_path):
+    """Layer-wise decay, the schedule, R-Drop and dev selection know nothing of MiniLM's six layers."""
+    from transformers import BertConfig, BertForSequenceClassification
+
+    deeper = tmp_path / "deeper-bert"
+    BertForSequenceClassification(BertConfig(
+        vocab_size=tokenizer.vocab_size, hidden_size=48, num_hidden_layers=4, num_attention_heads=4,
+        intermediate_size=96, max_position_embeddings=128, num_labels=3,
+    )).save_pretrained(deeper)
+    tokenizer.save_pretrained(deeper)
+    toy_frame(96).to_csv(tmp_path / "train.csv", index=False)
+    toy_frame(30, seed=5).to_csv(tmp_path / "dev.csv", index=False)
+    recipe = dict(layer_lr_decay=0.8, schedule="cosine", rdrop_alpha=0.5, average_checkpoints=2, eval_every_epochs=0.5)
+    summary = run(params(epochs=2.0, base_model=str(deeper), **recipe), tmp_path / "train.csv", tmp_path / "out", dev_path=tmp_path / "dev.csv")
+    assert summary.dev_rows == 30 and len(summary.dev_history) == 4 and summary.dev_macro_f1 is not None
+    assert load_classifier(summary.model_dir, for_training=False)[1].config.num_hidden_layers == 4
 

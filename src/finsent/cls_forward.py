@@ -1,0 +1,92 @@
+"""The forward pass of BERT-architecture classifiers, computing only what the logits need.
+
+A sequence classifier reads one position of the last layer: [CLS]. HF's forward still runs that layer
+for every token. Here the last layer projects keys and values for every token but queries, the
+attention output and the feed-forward block for [CLS] alone, which skips about 5/6 of the last
+layer: about 14% of a 6-layer encoder's compute, in scoring and in training alike (the loss never
+reads the other positions, so their gradients are zero anyway). Same weights, same operations, same
+logits and gradients to float rounding (tests/code/test_cls_forward.py); the rest is the layer
+arithmetic of ``transformers.models.bert``, dropout included in training mode.
+
+``logits_module(model)`` wraps a model as a module that maps (input_ids, attention_mask) to logits:
+this path for BERT classifiers, HF's own forward for anything else. DDP and torch.compile wrap it.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from transformers import PreTrainedModel
+
+
+def supports(model: PreTrainedModel) -> bool:
+    """A ``BertForSequenceClassification`` with absolute positions, a pooler, and an encoder only."""
+    config = model.config
+    return (
+        type(model).__name__ == "BertForSequenceClassification"
+        and getattr(config, "position_embedding_type", "absolute") == "absolute"
+        and not getattr(config, "is_decoder", False)
+        and getattr(model.bert, "pooler", None) is not None
+        and getattr(config, "problem_type", None) in {None, "single_label_classification"}
+    )
+
+
+def cls_logits(model: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """The classifier's logits for right-padded ``input_ids`` (batch, width); dropout as the model's
+    mode says (train or eval)."""
+    bert, config = model.bert, model.config
+    batch, width = input_ids.shape
+    heads = config.num_attention_heads
+    head_dim = config.hidden_size // heads
+
+    emb = bert.embeddings
+    hidden = emb.word_embeddings(input_ids) + emb.position_embeddings.weight[:width] + emb.token_type_embeddings.weight[0]
+    hidden = emb.dropout(emb.LayerNorm(hidden))
+    attention_dropout = config.attention_probs_dropout_prob if model.training else 0.0
+    keep = attention_mask.bool()[:, None, None, :]  # (batch, 1, 1, width): which keys each query may see
+
+    def split(x: torch.Tensor) -> torch.Tensor:  # (batch, tokens, hidden) -> (batch, heads, tokens, head_dim)
+        return x.view(batch, -1, heads, head_dim).transpose(1, 2)
+
+    layers = bert.encoder.layer
+    for index, layer in enumerate(layers):
+        queries_from = hidden[:, :1] if index == len(layers) - 1 else hidden  # the last layer: [CLS] only
+        attention = layer.attention
+        context = F.scaled_dot_product_attention(
+            split(attention.self.query(queries_from)),
+            split(attention.self.key(hidden)),
+            split(attention.self.value(hidden)),
+            attn_mask=keep,
+            dropout_p=attention_dropout,
+        )
+        context = context.transpose(1, 2).reshape(batch, -1, config.hidden_size)
+        attended = attention.output.LayerNorm(attention.output.dropout(attention.output.dense(context)) + queries_from)
+        feed_forward = layer.output.dropout(layer.output.dense(layer.intermediate(attended)))
+        hidden = layer.output.LayerNorm(feed_forward + attended)
+    return model.classifier(model.dropout(bert.pooler(hidden)))
+
+
+class ClsOnly(torch.nn.Module):
+    """``cls_logits`` as a module (what DDP and torch.compile wrap)."""
+
+    def __init__(self, model: PreTrainedModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return cls_logits(self.model, input_ids, attention_mask)
+
+
+class FullForward(torch.nn.Module):
+    """HF's own forward, returning the logits tensor."""
+
+    def __init__(self, model: PreTrainedModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
+
+
+def logits_module(model: PreTrainedModel) -> torch.nn.Module:
+    return ClsOnly(model) if supports(model) else FullForward(model)
