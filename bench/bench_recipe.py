@@ -36,6 +36,8 @@ VARIANTS: dict[str, dict] = {
     "balanced_weights": {"class_weighting": "balanced"},
     "avg_best_3": {"average_checkpoints": 3, "eval_every_epochs": 0.5},
     "longer_early_stop": {"epochs_factor": 2.0, "early_stopping_patience": 2},
+    # The baseline's models of every seed as teachers (saved by the baseline runs in --teachers-dir).
+    "distill_ensemble": {"distill_alpha": 0.5, "distill_from": "baseline-teachers"},
 }
 
 
@@ -84,7 +86,19 @@ def combined_variant(results: dict) -> dict | None:
     return merged
 
 
-def run(data: Path, model_path: str, seeds: list[int], names: list[str], out: Path, epochs: float | None, combine: bool = False) -> None:
+def resolve_teachers(overrides: dict, teachers_dir: Path, seeds: list[int]) -> dict | None:
+    """``distill_from: baseline-teachers`` -> the saved baseline model of each seed (None if missing)."""
+    if overrides.get("distill_from") != "baseline-teachers":
+        return overrides
+    folders = [teachers_dir / f"baseline-seed{seed}" for seed in seeds]
+    if not all((folder / "config.json").is_file() for folder in folders):
+        return None
+    return {**overrides, "distill_from": [str(folder) for folder in folders]}
+
+
+def run(
+    data: Path, model_path: str, seeds: list[int], names: list[str], out: Path, epochs: float | None, combine: bool = False, teachers_dir: Path | None = None
+) -> None:
     import dataclasses
 
     import torch
@@ -117,15 +131,23 @@ def run(data: Path, model_path: str, seeds: list[int], names: list[str], out: Pa
         else:
             VARIANTS["combined"] = merged
             names = ["combined"]
+    teachers_dir = teachers_dir or data / "teachers"
     for name in names:
+        overrides = resolve_teachers(VARIANTS[name], teachers_dir, seeds)
+        if overrides is None:
+            print(f"{name}: skipped, the baseline models of seeds {seeds} are not all in {teachers_dir}")
+            continue
         entry = results["variants"].setdefault(name, {"overrides": VARIANTS[name], "runs": []})
         done = {r["seed"] for r in entry["runs"]}
         for seed in (s for s in seeds if s not in done):
-            p = dataclasses.replace(variant_params(base, VARIANTS[name], device), seed=seed, on_cuda={})
+            p = dataclasses.replace(variant_params(base, overrides, device), seed=seed, on_cuda={})
             started = time.perf_counter()
             tokenizer, model, stats = fit_frames(p, train_df, dev_df, log=lambda _: None)
             probs = predict_proba_encoded(model, encode_texts(tokenizer, test_df["text"].tolist(), p.max_length), batch_size=512)
             predicted = probs.argmax(1)
+            if name == "baseline":  # the teachers of distill_ensemble
+                model.save_pretrained(teachers_dir / f"baseline-seed{seed}")
+                tokenizer.save_pretrained(teachers_dir / f"baseline-seed{seed}")
             entry["runs"].append({
                 "seed": seed,
                 "dev_macro_f1": stats["selected"]["dev_macro_f1"],
@@ -138,7 +160,7 @@ def run(data: Path, model_path: str, seeds: list[int], names: list[str], out: Pa
                 "train_seconds": stats["seconds"],
                 "samples_per_second": stats["samples_per_second"],
                 "seconds": time.perf_counter() - started,
-                "effective_params": {k: getattr(p, k) for k in ("batch_size", "learning_rate", "epochs", "schedule", "layer_lr_decay", "label_smoothing", "rdrop_alpha", "class_weighting", "average_checkpoints", "early_stopping_patience")},
+                "effective_params": {k: getattr(p, k) for k in ("batch_size", "learning_rate", "epochs", "schedule", "layer_lr_decay", "label_smoothing", "rdrop_alpha", "class_weighting", "average_checkpoints", "early_stopping_patience", "distill_alpha")},
             })
             print(name, {k: entry["runs"][-1][k] for k in ("seed", "dev_macro_f1", "test_macro_f1", "test_accuracy", "seconds")}, flush=True)
             del model
@@ -192,11 +214,12 @@ def main() -> None:
     go.add_argument("--epochs", type=float, default=None, help="override params.yaml (and on_cuda) epochs")
     go.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "recipe.json")
     go.add_argument("--combine", action="store_true", help="run the kept variants of --out together, as 'combined'")
+    go.add_argument("--teachers-dir", type=Path, default=None, help="where baseline models are saved as teachers (default DATA/teachers)")
     args = parser.parse_args()
     if args.cmd == "prepare":
         prepare(args.out, args.max_train_rows)
     else:
-        run(args.data, args.model, args.seeds, args.variants, args.out, args.epochs, args.combine)
+        run(args.data, args.model, args.seeds, args.variants, args.out, args.epochs, args.combine, args.teachers_dir)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,6 @@ mkdir -p "$OUT"
 export PYTHONPATH=src HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TRANSFORMERS_VERBOSITY=error TOKENIZERS_PARALLELISM=true
 started=$(date +%s)
 { date -u; nvidia-smi --query-gpu=name,memory.total --format=csv; $PY -c "import torch, transformers; print(torch.__version__, transformers.__version__)"; } 2>&1 | tee "$OUT/recipe_env.txt"
-timeout 420 $PY bench/bench_recipe.py run --data "$DATA" --model "$ENCODER" --out "$OUT/recipe.json" 2>&1 | grep -v "LOAD REPORT\|MISSING\|^Key\|^---\|^Notes\|^$\|newly initialized" | tee "$OUT/recipe.log"
+timeout 450 $PY bench/bench_recipe.py run --data "$DATA" --model "$ENCODER" --out "$OUT/recipe.json" 2>&1 | grep -v "LOAD REPORT\|MISSING\|^Key\|^---\|^Notes\|^$\|newly initialized" | tee "$OUT/recipe.log"
 timeout 120 $PY bench/bench_recipe.py run --data "$DATA" --model "$ENCODER" --out "$OUT/recipe.json" --combine 2>&1 | grep -v "LOAD REPORT\|MISSING\|^Key\|^---\|^Notes\|^$\|newly initialized" | tee -a "$OUT/recipe.log"
 echo "session took $(( $(date +%s) - started )) s" | tee -a "$OUT/recipe_env.txt"

@@ -90,6 +90,10 @@ class TrainParams:
     eval_every_epochs: float = 1.0
     early_stopping_patience: int = 0  # evaluations without a dev gain before stopping; 0: run all epochs
     average_checkpoints: int = 1  # average the weights of the best k dev evaluations; 1: off
+    # Distillation: fine-tuned teacher models (folders, any architecture); their mean probabilities on
+    # the training rows are soft targets, weighted distill_alpha against the labels. []: off.
+    distill_from: list[str] = field(default_factory=list)
+    distill_alpha: float = 0.5
     # Overrides applied when training runs on CUDA (see finsent.train.params_for_device): a GPU is
     # only kept busy by large batches, which need their own learning rate and epochs.
     on_cuda: dict[str, Any] = field(
@@ -109,6 +113,8 @@ class TrainParams:
             raise ConfigError(f"train.class_weighting must be none or balanced, not {self.class_weighting!r}")
         if not 0.0 < self.layer_lr_decay <= 1.0 or not 0.0 <= self.label_smoothing < 1.0 or self.rdrop_alpha < 0:
             raise ConfigError("train: layer_lr_decay in (0, 1], label_smoothing in [0, 1) and rdrop_alpha >= 0 are required")
+        if not 0.0 <= self.distill_alpha <= 1.0:
+            raise ConfigError(f"train.distill_alpha must be in [0, 1], not {self.distill_alpha}")
         if self.eval_every_epochs <= 0 or self.early_stopping_patience < 0 or self.average_checkpoints < 1:
             raise ConfigError("train: eval_every_epochs > 0, early_stopping_patience >= 0 and average_checkpoints >= 1 are required")
         allowed = {f.name for f in dataclasses.fields(self)} - {"on_cuda", "device", "base_model"}
@@ -359,7 +365,7 @@ class ScheduleParams:
 TUNABLE: tuple[str, ...] = (
     "batch_size", "epochs", "learning_rate", "weight_decay", "warmup_fraction", "grad_clip", "max_length",
     "schedule", "layer_lr_decay", "label_smoothing", "rdrop_alpha", "class_weighting", "early_stopping_patience",
-    "average_checkpoints",
+    "average_checkpoints", "distill_alpha",
 )  # fmt: skip
 
 

@@ -3,7 +3,7 @@
 Each is a small function of tensors or of the model's parameter names, so the loop stays readable and
 each piece is tested on its own: layer-wise learning-rate decay, the schedule, the loss (class
 weights, label smoothing, R-Drop), and model selection on the dev split (early stopping, best
-checkpoint, checkpoint averaging). Which of them are on by default is decided by measurement
+checkpoint, checkpoint averaging), and distillation from teacher models. Which of them are on by default is decided by measurement
 (``bench/bench_recipe.py``, results under ``bench/results/``).
 """
 
@@ -75,23 +75,30 @@ def summed_loss(
     weight: torch.Tensor | None = None,
     label_smoothing: float = 0.0,
     rdrop_alpha: float = 0.0,
+    soft_targets: torch.Tensor | None = None,
+    distill_alpha: float = 0.0,
 ) -> torch.Tensor:
-    """The loss summed over the batch. With R-Drop, ``logits`` holds two dropout passes of the same
-    rows stacked (2B rows): the mean of their cross-entropies plus ``rdrop_alpha`` times their
-    symmetric KL divergence (Liang et al., 2021)."""
+    """The loss summed over the batch: cross-entropy with the labels, mixed with cross-entropy with a
+    teacher ensemble's probabilities (``soft_targets``, weight ``distill_alpha``) when given. With
+    R-Drop, ``logits`` holds two dropout passes of the same rows stacked (2B rows): the mean of their
+    losses plus ``rdrop_alpha`` times their symmetric KL divergence (Liang et al., 2021)."""
     logits = logits.float()
+
+    def one_pass(x: torch.Tensor) -> torch.Tensor:
+        hard = torch.nn.functional.cross_entropy(x, targets, weight=weight, label_smoothing=label_smoothing, reduction="sum")
+        if soft_targets is None:
+            return hard
+        soft = torch.nn.functional.cross_entropy(x, soft_targets, reduction="sum")
+        return (1.0 - distill_alpha) * hard + distill_alpha * soft
+
     if rdrop_alpha <= 0:
-        return torch.nn.functional.cross_entropy(logits, targets, weight=weight, label_smoothing=label_smoothing, reduction="sum")
+        return one_pass(logits)
     first, second = logits.chunk(2)
-    ce = sum(
-        torch.nn.functional.cross_entropy(half, targets, weight=weight, label_smoothing=label_smoothing, reduction="sum")
-        for half in (first, second)
-    )
     log_p, log_q = first.log_softmax(-1), second.log_softmax(-1)
     kl = torch.nn.functional.kl_div(log_p, log_q, log_target=True, reduction="sum") + torch.nn.functional.kl_div(
         log_q, log_p, log_target=True, reduction="sum"
     )
-    return ce / 2 + rdrop_alpha * kl / 2
+    return (one_pass(first) + one_pass(second)) / 2 + rdrop_alpha * kl / 2
 
 
 def dev_scores(labels: np.ndarray, probs: np.ndarray) -> dict[str, float]:

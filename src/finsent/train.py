@@ -37,7 +37,7 @@ from finsent.cls_forward import logits_module
 from finsent.config import TrainParams, from_dict
 from finsent.data import read_dataset
 from finsent.features import Encoded, encode_texts, gather_batch, length_bucketed_batches, padded_width, to_device
-from finsent.model import autocast_dtype, choose_device, load_classifier, resolve_base_model
+from finsent.model import ModelError, autocast_dtype, choose_device, load_classifier, resolve_base_model
 from finsent.recipe import (
     DevSelection,
     average_states,
@@ -48,7 +48,7 @@ from finsent.recipe import (
     param_groups,
     summed_loss,
 )
-from finsent.score import predict_proba_encoded
+from finsent.score import Scorer, predict_proba_encoded
 
 
 @dataclass(frozen=True)
@@ -173,6 +173,7 @@ def fit(
     p: TrainParams,
     *,
     dev: tuple[Encoded, np.ndarray] | None = None,
+    soft_targets: np.ndarray | None = None,
     checkpoint_path: Path | None = None,
     fingerprint: str = "",
     log: Callable[[str], None] = print,
@@ -182,7 +183,8 @@ def fit(
     """Fine-tune ``model`` in place. With ``dev`` (the dev split, tokenised, and its labels), score it
     every ``eval_every_epochs``, stop early after ``early_stopping_patience`` evaluations without a
     gain, and end with the weights the dev split prefers. ``on_evaluate(step, scores)`` sees each dev
-    evaluation (a hyper-parameter search prunes there). Returns the loop's statistics."""
+    evaluation (a hyper-parameter search prunes there). ``soft_targets``: teacher probabilities for
+    every training row (distillation, weighted ``distill_alpha``). Returns the loop's statistics."""
     rank, world_size = dist_info()
     device = training_device(p, rank, world_size)
     if device.type == "cuda" and p.on_cuda:
@@ -228,6 +230,7 @@ def fit(
 
     tokens = to_device(encoded, device)  # the whole pre-tokenised set, copied once
     targets = torch.as_tensor(labels, dtype=torch.long).to(device)
+    soft = torch.as_tensor(soft_targets, dtype=torch.float32).to(device) if soft_targets is not None else None
     bar = tqdm(total=total_steps, initial=step, desc="train", unit="step", disable=not p.progress or rank != 0)
     started = time.perf_counter()
     last_checkpoint = started
@@ -254,7 +257,13 @@ def fit(
             with autocast:
                 logits = net(input_ids, attention_mask)
             loss = summed_loss(
-                logits, targets[rows], weight=weight, label_smoothing=p.label_smoothing, rdrop_alpha=p.rdrop_alpha
+                logits,
+                targets[rows],
+                weight=weight,
+                label_smoothing=p.label_smoothing,
+                rdrop_alpha=p.rdrop_alpha,
+                soft_targets=soft[rows] if soft is not None else None,
+                distill_alpha=p.distill_alpha,
             ) * loss_scale
             loss.backward()
             if p.grad_clip > 0:
@@ -332,6 +341,20 @@ def fingerprint_of(p: TrainParams, *datasets: tuple[list[str], np.ndarray]) -> s
     return h.hexdigest()
 
 
+def teacher_probabilities(p: TrainParams, texts: list[str], log: Callable[[str], None]) -> np.ndarray:
+    """The mean class probabilities of the ``distill_from`` models on the training rows, each model
+    with its own tokenizer (teachers may be larger encoders of another architecture)."""
+    probs = []
+    for folder in p.distill_from:
+        if not (Path(folder) / "config.json").is_file():
+            raise ModelError(f"train.distill_from: {folder} is not a saved model folder (no config.json)")
+        teacher = Scorer.from_dir(folder, max_length=p.max_length, device=p.device, precision=p.precision)
+        probs.append(teacher.predict_proba(texts))
+        log(f"distillation: teacher {folder} scored {len(texts)} training rows")
+        del teacher
+    return np.mean(probs, axis=0)
+
+
 def fit_frames(
     p: TrainParams,
     train_df: pd.DataFrame,
@@ -355,6 +378,7 @@ def fit_frames(
         dev = (encode_texts(tokenizer, dev_texts, p.max_length), dev_labels)
         datasets.append((dev_texts, dev_labels))
     rank, world_size = dist_info()
+    soft_targets = teacher_probabilities(p, texts, log) if p.distill_from else None
     # A checkpoint is only resumed by a run with the same settings in effect on its device.
     effective = params_for_device(p, training_device(p, rank, world_size))
     stats = fit(
@@ -363,6 +387,7 @@ def fit_frames(
         labels,
         p,
         dev=dev,
+        soft_targets=soft_targets,
         checkpoint_path=checkpoint_path,
         fingerprint=fingerprint_of(effective, *datasets),
         log=log,

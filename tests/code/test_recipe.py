@@ -85,6 +85,20 @@ def test_loss_variants():
     assert summed_loss(confident, torch.tensor([0]), label_smoothing=0.1) > summed_loss(confident, torch.tensor([0]))
 
 
+def test_distillation_mixes_label_and_teacher_cross_entropy():
+    torch.manual_seed(1)
+    logits, targets = torch.randn(6, 3), torch.randint(0, 3, (6,))
+    teacher = torch.softmax(torch.randn(6, 3), -1)
+    hard = summed_loss(logits, targets)
+    soft = torch.nn.functional.cross_entropy(logits, teacher, reduction="sum")
+    assert summed_loss(logits, targets, soft_targets=teacher, distill_alpha=0.0) == pytest.approx(hard.item())
+    assert summed_loss(logits, targets, soft_targets=teacher, distill_alpha=1.0) == pytest.approx(soft.item())
+    mixed = summed_loss(logits, targets, soft_targets=teacher, distill_alpha=0.25)
+    assert mixed == pytest.approx(0.75 * hard.item() + 0.25 * soft.item())
+    one_hot = torch.nn.functional.one_hot(targets, 3).float()  # a teacher that agrees with the labels
+    assert summed_loss(logits, targets, soft_targets=one_hot, distill_alpha=0.6) == pytest.approx(hard.item(), rel=1e-5)
+
+
 def test_dev_selection_keeps_the_best_states_and_counts_evaluations_without_gain():
     model = torch.nn.Linear(2, 1)
     selection = DevSelection(keep=2, patience=2)
@@ -114,7 +128,7 @@ def test_dev_evaluations_every_half_epoch_and_at_the_end():
 @pytest.mark.parametrize(
     "bad",
     [{"schedule": "step"}, {"class_weighting": "inverse"}, {"layer_lr_decay": 0.0}, {"label_smoothing": 1.0},
-     {"rdrop_alpha": -1.0}, {"average_checkpoints": 0}, {"eval_every_epochs": 0.0}],
+     {"rdrop_alpha": -1.0}, {"average_checkpoints": 0}, {"eval_every_epochs": 0.0}, {"distill_alpha": 1.5}],
 )
 def test_bad_recipe_settings_are_rejected(bad):
     with pytest.raises(ConfigError):

@@ -209,3 +209,26 @@ def test_the_recipe_runs_on_a_deeper_encoder_given_by_path(tokenizer, tmp_path):
     assert summary.dev_rows == 30 and len(summary.dev_history) == 4 and summary.dev_macro_f1 is not None
     assert load_classifier(summary.model_dir, for_training=False)[1].config.num_hidden_layers == 4
 
+
+def test_distillation_pulls_the_student_toward_its_teachers(tiny_model_dir, tmp_path):
+    """A student trained on the teachers' probabilities alone (alpha 1) ends closer to them."""
+    from finsent.score import Scorer
+    from finsent.train import teacher_probabilities
+
+    df = toy_frame(96)
+    df.to_csv(tmp_path / "train.csv", index=False)
+    p = params(epochs=3.0, base_model=str(tiny_model_dir), distill_from=[str(tiny_model_dir)], distill_alpha=1.0, seed=3)
+    teacher = teacher_probabilities(p, df["text"].tolist(), log=lambda _: None)
+
+    def divergence(model_dir):
+        student = Scorer.from_dir(model_dir).predict_proba(df["text"].tolist())
+        return float((teacher * (np.log(teacher) - np.log(student))).sum(1).mean())
+
+    import dataclasses
+
+    labels_only = run(dataclasses.replace(p, distill_from=[]), tmp_path / "train.csv", tmp_path / "labels", log=lambda _: None)
+    distilled = run(p, tmp_path / "train.csv", tmp_path / "distilled", log=lambda _: None)
+    assert divergence(distilled.model_dir) < divergence(labels_only.model_dir)
+    with pytest.raises(ModelError, match="distill_from"):
+        run(dataclasses.replace(p, distill_from=[str(tmp_path / "nothing")]), tmp_path / "train.csv", tmp_path / "bad")
+
