@@ -2,15 +2,17 @@
 
 Each is a small function of tensors or of the model's parameter names, so the loop stays readable and
 each piece is tested on its own: layer-wise learning-rate decay, the schedule, the loss (class
-weights, label smoothing, R-Drop), and model selection on the dev split (early stopping, best
-checkpoint, checkpoint averaging), and distillation from teacher models. Which of them are on by default is decided by measurement
-(``bench/bench_recipe.py``, results under ``bench/results/``).
+weights, label smoothing, R-Drop, distillation from teacher models), and model selection on the dev
+split (early stopping, best checkpoint, checkpoint averaging). Which of them are on by default is
+decided by measurement (``bench/bench_recipe.py``, results under ``bench/results/``).
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -18,6 +20,9 @@ from sklearn.metrics import accuracy_score, f1_score
 from transformers import PreTrainedModel, get_constant_schedule_with_warmup, get_cosine_schedule_with_warmup, get_linear_schedule_with_warmup
 
 from finsent.config import TrainParams
+from finsent.features import Encoded
+from finsent.model import ModelError
+from finsent.score import Scorer, predict_proba_encoded
 
 NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight", "LayerNorm.bias")
 _LAYER = re.compile(r"\.layers?\.(\d+)\.")
@@ -166,3 +171,41 @@ class DevSelection:
     def load_state_dict(self, state: dict) -> None:
         self.history, self.best = list(state["history"]), list(state["best"])
         self.evaluations_without_gain = int(state["evaluations_without_gain"])
+
+
+def score_dev(model: PreTrainedModel, dev: tuple[Encoded, np.ndarray], p: TrainParams, device: torch.device) -> dict[str, float]:
+    dev_encoded, dev_labels = dev
+    probs = predict_proba_encoded(model, dev_encoded, batch_size=256, device=device, precision=p.precision)
+    model.train()
+    return dev_scores(dev_labels, probs)
+
+
+def select_on_dev(model: PreTrainedModel, selection: DevSelection, dev, p: TrainParams, device: torch.device) -> dict:
+    """Load the weights the dev split prefers: the best evaluation's, or the average of the best
+    ``average_checkpoints`` when that average scores at least as well on dev."""
+    best_f1, best_step, best_state = selection.best[0]
+    best_accuracy = next(h["accuracy"] for h in selection.history if h["step"] == best_step)
+    chosen = {"kind": "best", "step": best_step, "dev_macro_f1": best_f1, "dev_accuracy": best_accuracy}
+    if len(selection.best) > 1:
+        model.load_state_dict(average_states([state for _, _, state in selection.best]))
+        averaged = score_dev(model, dev, p, device)
+        chosen["average_dev_macro_f1"] = averaged["macro_f1"]
+        if averaged["macro_f1"] >= best_f1:
+            steps = [s for _, s, _ in selection.best]
+            return {"kind": "average", "steps": steps, "dev_macro_f1": averaged["macro_f1"], "dev_accuracy": averaged["accuracy"]}
+    model.load_state_dict(best_state)
+    return chosen
+
+
+def teacher_probabilities(p: TrainParams, texts: list[str], log: Callable[[str], None]) -> np.ndarray:
+    """The mean class probabilities of the ``distill_from`` models on the training rows, each model
+    with its own tokenizer (teachers may be larger encoders of another architecture)."""
+    probs = []
+    for folder in p.distill_from:
+        if not (Path(folder) / "config.json").is_file():
+            raise ModelError(f"train.distill_from: {folder} is not a saved model folder (no config.json)")
+        teacher = Scorer.from_dir(folder, max_length=p.max_length, device=p.device, precision=p.precision)
+        probs.append(teacher.predict_proba(texts))
+        log(f"distillation: teacher {folder} scored {len(texts)} training rows")
+        del teacher
+    return np.mean(probs, axis=0)

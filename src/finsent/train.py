@@ -37,18 +37,18 @@ from finsent.cls_forward import logits_module
 from finsent.config import TrainParams, from_dict
 from finsent.data import read_dataset
 from finsent.features import Encoded, encode_texts, gather_batch, length_bucketed_batches, padded_width, to_device
-from finsent.model import ModelError, autocast_dtype, choose_device, load_classifier, resolve_base_model
+from finsent.model import autocast_dtype, choose_device, load_classifier, resolve_base_model
 from finsent.recipe import (
     DevSelection,
-    average_states,
     class_weights,
-    dev_scores,
     eval_steps,
     make_scheduler,
     param_groups,
+    score_dev,
+    select_on_dev,
     summed_loss,
+    teacher_probabilities,
 )
-from finsent.score import Scorer, predict_proba_encoded
 
 
 @dataclass(frozen=True)
@@ -140,30 +140,6 @@ def _save_checkpoint(path: Path, model: PreTrainedModel, optimizer, scheduler, s
         tmp,
     )
     os.replace(tmp, path)  # atomic: an interrupted save never corrupts the last good checkpoint
-
-
-def score_dev(model: PreTrainedModel, dev: tuple[Encoded, np.ndarray], p: TrainParams, device: torch.device) -> dict[str, float]:
-    dev_encoded, dev_labels = dev
-    probs = predict_proba_encoded(model, dev_encoded, batch_size=256, device=device, precision=p.precision)
-    model.train()
-    return dev_scores(dev_labels, probs)
-
-
-def select_on_dev(model: PreTrainedModel, selection: DevSelection, dev, p: TrainParams, device: torch.device) -> dict:
-    """Load the weights the dev split prefers: the best evaluation's, or the average of the best
-    ``average_checkpoints`` when that average scores at least as well on dev."""
-    best_f1, best_step, best_state = selection.best[0]
-    best_accuracy = next(h["accuracy"] for h in selection.history if h["step"] == best_step)
-    chosen = {"kind": "best", "step": best_step, "dev_macro_f1": best_f1, "dev_accuracy": best_accuracy}
-    if len(selection.best) > 1:
-        model.load_state_dict(average_states([state for _, _, state in selection.best]))
-        averaged = score_dev(model, dev, p, device)
-        chosen["average_dev_macro_f1"] = averaged["macro_f1"]
-        if averaged["macro_f1"] >= best_f1:
-            steps = [s for _, s, _ in selection.best]
-            return {"kind": "average", "steps": steps, "dev_macro_f1": averaged["macro_f1"], "dev_accuracy": averaged["accuracy"]}
-    model.load_state_dict(best_state)
-    return chosen
 
 
 def fit(
@@ -339,20 +315,6 @@ def fingerprint_of(p: TrainParams, *datasets: tuple[list[str], np.ndarray]) -> s
             h.update(text.encode("utf-8", "surrogatepass"))
             h.update(bytes([int(label) & 0xFF]))
     return h.hexdigest()
-
-
-def teacher_probabilities(p: TrainParams, texts: list[str], log: Callable[[str], None]) -> np.ndarray:
-    """The mean class probabilities of the ``distill_from`` models on the training rows, each model
-    with its own tokenizer (teachers may be larger encoders of another architecture)."""
-    probs = []
-    for folder in p.distill_from:
-        if not (Path(folder) / "config.json").is_file():
-            raise ModelError(f"train.distill_from: {folder} is not a saved model folder (no config.json)")
-        teacher = Scorer.from_dir(folder, max_length=p.max_length, device=p.device, precision=p.precision)
-        probs.append(teacher.predict_proba(texts))
-        log(f"distillation: teacher {folder} scored {len(texts)} training rows")
-        del teacher
-    return np.mean(probs, axis=0)
 
 
 def fit_frames(

@@ -213,7 +213,7 @@ def test_the_recipe_runs_on_a_deeper_encoder_given_by_path(tokenizer, tmp_path):
 def test_distillation_pulls_the_student_toward_its_teachers(tiny_model_dir, tmp_path):
     """A student trained on the teachers' probabilities alone (alpha 1) ends closer to them."""
     from finsent.score import Scorer
-    from finsent.train import teacher_probabilities
+    from finsent.recipe import teacher_probabilities
 
     df = toy_frame(96)
     df.to_csv(tmp_path / "train.csv", index=False)
