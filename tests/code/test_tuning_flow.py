@@ -13,6 +13,17 @@ from finsent.config import load_params, replace
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
+
+@pytest.fixture(autouse=True)
+def keep_torch_threads():
+    """Parallel trials give each its share of the cores (torch.set_num_threads, process-wide):
+    the tests that follow get them all back."""
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
 SPACE = {"learning_rate": {"low": 1.0e-3, "high": 1.0e-2, "log": True}, "schedule": {"choices": ["linear", "cosine"]}}
 
 
