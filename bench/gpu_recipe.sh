@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One GPU session for issue 7 (about 9 minutes): the recipe ablation on the full TFNS data, 3 seeds,
+# One GPU session for issue 7 (at most 9.5 minutes, by its timeouts; not yet run on a GPU): the recipe ablation on the full TFNS data, 3 seeds,
 # decided on dev; then the kept variants together. MiniLM with params.yaml's train.on_cuda settings.
 #
 #   python bench/export_encoder.py .carry/minilm            # here, once (fp16 safetensors, 44 MiB)

@@ -1,8 +1,8 @@
 """The tuning flow: the training flow's data stages, then an Optuna search on the dev split.
 
 Trials run as Prefect tasks, ``tune.parallel_trials`` at a time; each is a nested MLflow run. The
-best trial's values are written into ``tune.write_params_to`` (params.yaml by default), which the
-training flow reads. Rerunning the flow resumes the study: only the missing trials run.
+best trial's values are written into the params file the search ran with (or ``tune.write_params_to``),
+which the training flow reads. Rerunning the flow resumes the study: only the missing trials run.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def tuning_flow(params_path: str = "params.yaml", root: str = ".", overrides: di
     project = Path(root).resolve()
     params = replace(load_params(project / params_path), **(overrides or {}))
     run_dir = new_run_dir(params, project)
-    with tune.search_lock(project, params.tune):
+    with tune.search_lock(project, params):
         check_tracking_store(params, project)
         restore_data(params, project)
         validate_data(params, project, run_dir)

@@ -57,16 +57,16 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 def cmd_tune(args: argparse.Namespace) -> None:
     """Run the Prefect tuning flow: an Optuna search on the dev split; the best values go into a params file."""
-    from flows.tuning import tuning_flow
+    from finsent.config import load_params, replace
 
     overrides = parse_overrides(args.set or [])
     if args.trials is not None:
         overrides.setdefault("tune", {})["n_trials"] = args.trials
     if args.parallel is not None:
         overrides.setdefault("tune", {})["parallel_trials"] = args.parallel
-    from finsent.config import load_params, replace
+    replace(load_params(Path(args.root).resolve() / args.params), **overrides)  # bad params fail before Prefect is imported
+    from flows.tuning import tuning_flow
 
-    replace(load_params(Path(args.root).resolve() / args.params), **overrides)  # fail on bad params before Prefect starts
     emit(tuning_flow(params_path=args.params, root=args.root, overrides=overrides))
 
 

@@ -391,6 +391,12 @@ def check_search_space(space: dict[str, Any]) -> None:
             raise ConfigError(f"{where}: needs numbers low < high, got low={low!r} high={high!r}")
         if spec.get("log") and low <= 0:
             raise ConfigError(f"{where}: a log scale needs low > 0")
+    for key, spec in space.items():  # every value the search can draw must be a valid train setting
+        for value in spec.get("choices", [spec.get("low"), spec.get("high")]):
+            try:
+                from_dict(TrainParams, {key: value}, "train")
+            except ConfigError as exc:
+                raise ConfigError(f"tune.search_space.{key}: {value!r} is not a valid train.{key} ({exc})") from exc
 
 
 @dataclass(frozen=True)
@@ -407,7 +413,7 @@ class TuneParams:
     epochs: float | None = None  # each trial's epochs; null: train.epochs (train.on_cuda on a GPU)
     pruning: bool = True  # stop trials whose dev score trails the median of earlier trials at the same step
     include_current: bool = True  # the current train settings are the study's first trial
-    write_params_to: str = "params.yaml"  # the best trial's values are written into this file (relative to the root)
+    write_params_to: str | None = None  # the best trial's values go here (relative to the root); None: the params file in use
     search_space: dict[str, Any] = field(
         default_factory=lambda: {
             "learning_rate": {"low": 3e-5, "high": 5e-4, "log": True},
@@ -425,7 +431,7 @@ class TuneParams:
         if not self.search_space:
             raise ConfigError("tune.search_space is empty: name at least one train setting to search")
         check_search_space(self.search_space)
-        if not self.write_params_to.endswith((".yaml", ".yml")):
+        if self.write_params_to is not None and not self.write_params_to.endswith((".yaml", ".yml")):
             raise ConfigError(f"tune.write_params_to must be a YAML file, not {self.write_params_to!r}")
 
 
@@ -444,6 +450,21 @@ class Params:
     schedule: ScheduleParams = field(default_factory=ScheduleParams)
     tune: TuneParams = field(default_factory=TuneParams)
     artifacts_dir: str = "artifacts"
+
+    def __post_init__(self) -> None:
+        # The files the stages write under data/ must not be the labelled files they read: a typo
+        # here would overwrite the training or test data.
+        written = {"data.dev_file": self.data.dev_file, "augment.output_file": self.augment.output_file}
+        read = {"data.train_file": self.data.train_file, "data.eval_file": self.data.eval_file}
+        norm = lambda p: Path(p).as_posix().strip("/")  # noqa: E731
+        for name, path in written.items():
+            clash = [other for other, source in read.items() if norm(source) == norm(path)]
+            if norm(path).startswith(norm(self.data.batches_dir) + "/"):
+                clash.append("data.batches_dir")
+            if clash:
+                raise ConfigError(f"{name} ({path}) would overwrite {', '.join(clash)}: choose another path")
+        if norm(self.data.dev_file) == norm(self.augment.output_file):
+            raise ConfigError("data.dev_file and augment.output_file must be different files")
 
 
 def _check_type(value: Any, annotation: Any, where: str) -> Any:

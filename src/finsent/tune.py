@@ -7,7 +7,7 @@ The study lives in an Optuna RDB storage (SQLite under artifacts/ by default), s
 resumable: a rerun counts the finished trials and runs only the missing ones; a trial left running by
 an interrupted search is marked failed and queued again with the same values. Each trial is a nested
 MLflow run under one parent run per study. The best trial's values are written into a params file
-(``tune.write_params_to``, params.yaml by default) that the training flow reads.
+(``tune.write_params_to``; by default the params file the search ran with) that the training flow reads.
 
 ``flows/tuning.py`` runs trials as parallel Prefect tasks; this module knows nothing of Prefect.
 """
@@ -199,11 +199,12 @@ def finished_trials(study) -> int:
     )
 
 
-def search_lock(root: Path, tune: TuneParams):
+def search_lock(root: Path, p: Params):
     """One search per study at a time on this machine: requeueing RUNNING trials is only safe then."""
     from filelock import FileLock, Timeout
 
-    path = Path(root) / "artifacts" / "tuning" / f"{tune.study_name}.lock"
+    tune = p.tune
+    path = Path(root) / p.artifacts_dir / "tuning" / f"{tune.study_name}.lock"
     path.parent.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(path))
 
@@ -227,6 +228,8 @@ def open_search(p: Params, root: Path, data_tags: dict[str, str]) -> Search:
     from finsent import registry
     from finsent.model import choose_device
 
+    if p.data.dev_fraction <= 0:
+        raise TuneError("the search scores trials on the dev split: set data.dev_fraction above 0")
     url = storage_url(p.tune, root)
     study = load_study(p.tune, url, create=True)
     requeued = requeue_interrupted(study)
@@ -340,13 +343,13 @@ def run_trial(p: Params, root: Path, search: Search, train_path: Path, dev_path:
 
 
 def write_best(p: Params, root: Path, params_path: Path, best: dict[str, Any], on_cuda: bool) -> tuple[Path, dict[str, Any]]:
-    """Write the best values into ``tune.write_params_to`` (a copy of ``params_path`` if it does not
-    exist yet): into ``train.on_cuda`` for keys it overrides when the search ran on a GPU, else into
+    """Write the best values into ``tune.write_params_to``, or into ``params_path`` when that is None
+    (a copy of ``params_path`` if the target does not exist yet): into ``train.on_cuda`` for keys it overrides when the search ran on a GPU, else into
     ``train``. Atomic, comments kept; the result must load as valid params."""
     from finsent.config import load_params
     from finsent.params_file import set_values
 
-    target = Path(root) / p.tune.write_params_to
+    target = Path(root) / p.tune.write_params_to if p.tune.write_params_to else Path(params_path)
     source = target if target.is_file() else Path(params_path)
     paths = {
         (("train", "on_cuda", key) if on_cuda and key in p.train.on_cuda else ("train", key)): value for key, value in best.items()

@@ -47,3 +47,17 @@ def test_replace_overrides_one_field_only():
 def test_invalid_values_fail_in_post_init():
     with pytest.raises(ConfigError):
         TrainParams(batch_size=0)
+
+
+@pytest.mark.parametrize(
+    "sections, message",
+    [({"data": {"dev_file": "tfns/sent_train.csv"}}, "data.dev_file .* would overwrite data.train_file"),
+     ({"augment": {"output_file": "tfns/sent_valid.csv"}}, "augment.output_file .* would overwrite data.eval_file"),
+     ({"data": {"dev_file": "batches/dev.csv"}}, "would overwrite data.batches_dir"),
+     ({"data": {"dev_file": "augmented/sent_train.csv"}}, "must be different files")],
+)
+def test_files_the_stages_write_cannot_be_the_data_they_read(sections, message):
+    from finsent.config import ConfigError, Params, replace
+
+    with pytest.raises(ConfigError, match=message):
+        replace(Params(), **sections)

@@ -93,3 +93,31 @@ def test_write_best_targets_the_settings_in_effect(project):
     assert tuned.train.on_cuda["learning_rate"] == 2e-4 and tuned.train.label_smoothing == 0.05
     assert tuned.train.learning_rate == load_params(project / "params.yaml").train.learning_rate
     assert written == {"train.on_cuda.learning_rate": 2e-4, "train.label_smoothing": 0.05}
+
+
+@pytest.mark.parametrize(
+    "space, message",
+    [({"schedule": {"choices": ["linear", "step"]}}, "'step' is not a valid train.schedule"),
+     ({"label_smoothing": {"low": 0.0, "high": 1.5}}, "1.5 is not a valid train.label_smoothing")],
+)
+def test_search_values_must_be_valid_train_settings(space, message):
+    with pytest.raises(ConfigError, match=message):
+        TuneParams(search_space=space)
+
+
+def test_the_search_refuses_to_start_without_a_dev_split(tmp_path):
+    from finsent.config import Params
+
+    p = replace(Params(), data={"dev_fraction": 0.0})
+    with pytest.raises(tune.TuneError, match="dev_fraction"):
+        tune.open_search(p, tmp_path, {})
+    assert not (tmp_path / "artifacts").exists()
+
+
+def test_best_values_go_to_the_params_file_in_use_by_default(project):
+    other = project / "other.yaml"
+    other.write_text((project / "params.yaml").read_text())
+    p = load_params(other)
+    target, _ = tune.write_best(p, project, other, {"label_smoothing": 0.07}, on_cuda=False)
+    assert target == other and load_params(other).train.label_smoothing == 0.07
+    assert load_params(project / "params.yaml").train.label_smoothing == 0.0

@@ -109,7 +109,7 @@ def test_search_runs_trials_as_nested_runs_writes_the_best_back_and_resumes(proj
 
 def test_a_second_search_of_the_same_study_is_refused_while_one_runs(project):
     p = replace(load_params(project / "params.yaml"))
-    with tune.search_lock(project, p.tune):
+    with tune.search_lock(project, p):
         with pytest.raises(tune.TuneError, match="another search"):
-            with tune.search_lock(project, p.tune):
+            with tune.search_lock(project, p):
                 pass
