@@ -45,7 +45,9 @@ test-fast: install
 serve: install
 	$(VENV)/bin/finsent serve
 
+# data/ first (a fresh clone has only data.dvc): DVC will not start a stage whose dependency is missing.
 repro: install
+	$(VENV)/bin/finsent data init
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/dvc repro
 
 clean:

@@ -33,6 +33,8 @@ VARIANTS: dict[str, dict] = {
     "cosine": {"schedule": "cosine"},
     "label_smoothing_0.1": {"label_smoothing": 0.1},
     "rdrop_1.0": {"rdrop_alpha": 1.0},
+    # What the CPU-sized study (bench/results/recipe_cpu.json) kept, for a full-size run on its own.
+    "ls0.1_rdrop1.0": {"label_smoothing": 0.1, "rdrop_alpha": 1.0},
     "balanced_weights": {"class_weighting": "balanced"},
     "avg_best_3": {"average_checkpoints": 3, "eval_every_epochs": 0.5},
     "longer_early_stop": {"epochs_factor": 2.0, "early_stopping_patience": 2},

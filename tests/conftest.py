@@ -19,19 +19,19 @@ REPO = Path(__file__).resolve().parents[1]
 TFNS = REPO / "datasets" / "tfns"
 
 
-def _load_registry_synthetic() -> None:
-    """tests/code/registry_synthetic.py, importable by name from the registry tests (pytest runs
-    with --import-mode=importlib, so test folders are not on sys.path)."""
+def _load_test_helpers() -> None:
+    """Helper modules in tests/code, importable by name from the tests (pytest runs with
+    --import-mode=importlib, so test folders are not on sys.path)."""
     import importlib.util
 
-    path = Path(__file__).parent / "code" / "registry_synthetic.py"
-    spec = importlib.util.spec_from_file_location("registry_synthetic", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
+    for name in ("registry_synthetic", "tiny_settings", "local_services"):
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).parent / "code" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
+        spec.loader.exec_module(module)
 
 
-_load_registry_synthetic()
+_load_test_helpers()
 
 
 @pytest.fixture(scope="session")
@@ -97,7 +97,7 @@ def make_project(root: Path, train: pd.DataFrame, valid: pd.DataFrame) -> Path:
     shipped.mkdir(parents=True)
     train.to_csv(shipped / "sent_train.csv", index=False)
     valid.to_csv(shipped / "sent_valid.csv", index=False)
-    (root / ".gitignore").write_text("/mlflow.db\n/mlruns/\n/artifacts/\n/quarantine/\n/.dvc-storage/\n*.lock\n")
+    (root / ".gitignore").write_text("/mlflow.db\n/mlruns/\n/artifacts/\n/quarantine/\n/.dvc-storage/\n*.promotion.lock\n*.init.lock\n")
     run = lambda *cmd: subprocess.run(cmd, cwd=root, check=True, capture_output=True)  # noqa: E731
     run("git", "init", "-q", "-b", "main")
     run("git", "config", "user.email", "tests@finsent.invalid")
@@ -125,3 +125,27 @@ def prefect_harness():
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A throw-away PostgreSQL server (SQLAlchemy URL without a database); skips where none is installed."""
+    import local_services
+
+    try:
+        with local_services.postgres_server() as url:
+            yield url
+    except local_services.ServiceUnavailable as exc:
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="session")
+def s3():
+    """An S3 endpoint (moto) and the credentials for it in the environment."""
+    import local_services
+
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in local_services.S3_CREDENTIALS.items():
+            patch.setenv(key, value)
+        with local_services.s3_server() as endpoint:
+            yield endpoint

@@ -183,7 +183,7 @@ DRIFT_SIGNALS: tuple[str, ...] = ("text_descriptors", "text_content", "embedding
 class MonitorParams:
     """Scoring news batches into the predictions store, and the per-ticker sentiment index."""
 
-    store_url: str = "sqlite:///artifacts/predictions.db"  # any SQLAlchemy URL, e.g. postgresql+psycopg://...
+    store_url: str = "sqlite:///artifacts/predictions.db"  # any SQLAlchemy URL, e.g. postgresql+psycopg2://... (extra "scale")
     batch_size: int = 256  # texts per forward pass when scoring
     insert_chunk_rows: int = 1000  # rows per INSERT statement; all chunks share one transaction
     max_text_chars: int = 5000  # longer rows are reported and skipped (not a headline or a post)

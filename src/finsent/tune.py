@@ -30,6 +30,9 @@ from finsent.config import ConfigError, Params, TrainParams, TuneParams
 from finsent.data import read_dataset, stratified_sample
 
 PARENT_RUN_ATTR = "mlflow_parent_run_id"
+BASIS_ATTR = "basis"
+# Train settings that change how a trial runs, not what its dev score means.
+RUN_ONLY_TRAIN_KEYS = frozenset({"device", "progress", "checkpoint_every_minutes", "num_threads"})
 
 
 class TuneError(RuntimeError):
@@ -110,6 +113,38 @@ def trial_train_params(train: TrainParams, tune: TuneParams, values: dict[str, A
     return dataclasses.replace(
         train, **overrides, on_cuda=on_cuda, device=device or train.device, progress=False, checkpoint_every_minutes=0.0, num_threads=threads
     )
+
+
+def study_basis(p: Params, data_md5: str | None) -> dict[str, Any]:
+    """What a trial's dev score depends on besides its searched values: the data version (which the
+    flow takes after the dev split and augmentation are written), the fixed train settings and the
+    trial budget. A study's trials are comparable only under one basis."""
+    train = {k: v for k, v in dataclasses.asdict(p.train).items() if k not in RUN_ONLY_TRAIN_KEYS and k != "on_cuda"}
+    train |= {f"on_cuda.{k}": v for k, v in p.train.on_cuda.items()}
+    basis = {
+        "data_version": data_md5,
+        "train": train,
+        "trial_budget": {"max_train_rows": p.tune.max_train_rows, "epochs": p.tune.epochs},
+        "searched": sorted(p.tune.search_space),
+    }
+    return json.loads(json.dumps(basis, default=str))  # as the storage will give it back
+
+
+def basis_changes(recorded: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """``old -> new`` for each part of the basis that differs. A key searched in either study is
+    skipped (its value is the trial's own); so is a data version one side does not know. Widening or
+    narrowing the search space is allowed: the scores stay comparable."""
+    changes = []
+    old_data, new_data = recorded.get("data_version"), current.get("data_version")
+    if old_data and new_data and old_data != new_data:
+        changes.append(f"data version: {old_data} -> {new_data}")
+    searched = set(recorded.get("searched", [])) | set(current["searched"])
+    for part in ("train", "trial_budget"):
+        old, new = recorded.get(part, {}), current[part]
+        for key in sorted(set(old) | set(new)):
+            if key.rsplit(".", 1)[-1] not in searched and old.get(key) != new.get(key):
+                changes.append(f"{'tune' if part == 'trial_budget' else 'train'}.{key}: {old.get(key)!r} -> {new.get(key)!r}")
+    return changes
 
 
 def trial_device(tune: TuneParams, number: int) -> str | None:
@@ -232,6 +267,19 @@ def open_search(p: Params, root: Path, data_tags: dict[str, str]) -> Search:
         raise TuneError("the search scores trials on the dev split: set data.dev_fraction above 0")
     url = storage_url(p.tune, root)
     study = load_study(p.tune, url, create=True)
+    basis = study_basis(p, data_tags.get("data.dvc_md5"))
+    recorded = study.user_attrs.get(BASIS_ATTR)
+    changes = basis_changes(recorded, basis) if recorded is not None else []
+    if changes:
+        raise TuneError(
+            f"study {p.tune.study_name!r} ({url}) ran its trials under other settings, so their dev scores are not "
+            f"comparable with new ones: {'; '.join(changes)}. Search under a new name "
+            f"(finsent tune --set tune.study_name={p.tune.study_name}-2) or restore those settings."
+        )
+    if recorded is not None:  # keep what the earlier trials vouch for: their data version, every key searched
+        basis["data_version"] = basis["data_version"] or recorded.get("data_version")
+        basis["searched"] = sorted(set(basis["searched"]) | set(recorded.get("searched", [])))
+    study.set_user_attr(BASIS_ATTR, basis)
     requeued = requeue_interrupted(study)
     if p.tune.include_current and not study.get_trials(deepcopy=False):
         on_cuda = choose_device(p.tune.devices[0] if p.tune.devices else p.train.device).type == "cuda"

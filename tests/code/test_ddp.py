@@ -47,12 +47,13 @@ def one_thread():
 
 
 @pytest.fixture(scope="module")
-def ddp_setup(tmp_path_factory, tokenizer, tfns_train):
+def ddp_setup(tmp_path_factory, tokenizer, tfns_train, tfns_valid):
     root = tmp_path_factory.mktemp("ddp")
     base = root / "base"
     no_dropout_bert(tokenizer).save_pretrained(base)
     tokenizer.save_pretrained(base)
     stratified_sample(tfns_train, ROWS, 0)[["text", "label"]].to_csv(root / "train.csv", index=False)
+    stratified_sample(tfns_valid, 90, 0)[["text", "label"]].to_csv(root / "dev.csv", index=False)
     settings = dict(
         base_model=str(base), batch_size=BATCH, epochs=2.0, learning_rate=1e-3, warmup_fraction=0.0,
         grad_clip=1.0, device="cpu", progress=False, checkpoint_every_minutes=0.0, max_length=64,
@@ -66,13 +67,13 @@ def test_two_gloo_processes_match_one_process(ddp_setup):
     from finsent.train import run
 
     root, p = ddp_setup
-    single = run(p, root / "train.csv", root / "single", log=lambda _: None)
+    single = run(p, root / "train.csv", root / "single", log=lambda _: None, dev_path=root / "dev.csv")
 
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]), "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"}
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
         "-m", "finsent.distributed", "--params", str(root / "params.yaml"),
-        "--train", str(root / "train.csv"), "--out", str(root / "ddp"),
+        "--train", str(root / "train.csv"), "--dev", str(root / "dev.csv"), "--out", str(root / "ddp"),
     ]
     done = subprocess.run(cmd, env=env, cwd=root, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
@@ -80,6 +81,11 @@ def test_two_gloo_processes_match_one_process(ddp_setup):
     summary = json.loads((root / "ddp" / "train_summary.json").read_text())
     assert summary["world_size"] == 2 and summary["steps"] == single.steps == 14
     assert not (root / "ddp" / "checkpoint.pt").exists()
+    # Both processes score the whole dev split and agree on the weights to keep; only rank 0 reports.
+    assert [h["step"] for h in summary["dev_history"]] == [h["step"] for h in single.dev_history] == [7, 14]
+    assert summary["selected"]["step"] == single.selected["step"]
+    assert summary["dev_macro_f1"] == pytest.approx(single.dev_macro_f1, abs=1e-6)
+    assert done.stdout.count("dev macro-F1") == 2
     _, base = load_classifier(str(p.base_model), for_training=False)
     _, one = load_classifier(single.model_dir, for_training=False)
     _, two = load_classifier(str(root / "ddp" / "model"), for_training=False)

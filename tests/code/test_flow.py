@@ -10,17 +10,9 @@ import pytest
 from finsent.registry import CHALLENGER, CHAMPION
 from finsent.validate import ValidationError
 from finsent.versioning import recorded_md5
+from tiny_settings import training_overrides as overrides
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
-
-
-def overrides(tiny_model_dir, **gate):
-    return {
-        "train": {"base_model": str(tiny_model_dir), "epochs": 1.0, "progress": False, "learning_rate": 5e-3},
-        "evaluate": {"batch_size": 64},
-        # A tiny random model cannot pass the real floors; relax them to exercise the promotion path.
-        "gate": {"min_macro_f1": 0.0, "max_ece": 1.0, "behaviour_floors": {"invariance": 0.0, "directional": 0.0, "minimum_functionality": 0.0}, **gate},
-    }
 
 
 def client_for(project):

@@ -16,16 +16,14 @@ from finsent import monitor
 from finsent.config import MonitorParams
 from finsent.registry import CHAMPION, RegistryError
 from finsent.store import batches, predictions
+from tiny_settings import training_overrides
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
 
 def overrides(tiny_model_dir) -> dict:
     return {
-        "train": {"base_model": str(tiny_model_dir), "epochs": 1.0, "progress": False, "learning_rate": 5e-3},
-        "evaluate": {"batch_size": 64},
-        # A tiny random model cannot pass the real floors; relax them to exercise the promotion path.
-        "gate": {"min_macro_f1": 0.0, "max_ece": 1.0, "behaviour_floors": {"invariance": 0.0, "directional": 0.0, "minimum_functionality": 0.0}},
+        **training_overrides(tiny_model_dir),
         # Small samples keep the Evidently report to seconds.
         "drift": {"max_rows": 300, "embedding_plot_rows": 60, "min_labelled_rows": 50},
         # One window is enough, no cool-down, and 100 new labels trigger a retrain.

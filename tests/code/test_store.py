@@ -45,9 +45,16 @@ def tiny_scorer() -> Scorer:
     return Scorer(tokenizer, BertForSequenceClassification(config), max_length=32, batch_size=4, device="cpu")
 
 
-@pytest.fixture()
-def engine(tmp_path):
-    return make_engine(f"sqlite:///{tmp_path / 'sub' / 'predictions.db'}")
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine(request, tmp_path):
+    """The store on the default SQLite and on PostgreSQL (``monitor.store_url`` at scale)."""
+    if request.param == "sqlite":
+        return make_engine(f"sqlite:///{tmp_path / 'sub' / 'predictions.db'}")
+    import uuid
+
+    import local_services
+
+    return make_engine(local_services.create_database(request.getfixturevalue("postgres"), f"store_{uuid.uuid4().hex[:12]}"))
 
 
 def scored_rows(n: int = 5) -> pd.DataFrame:

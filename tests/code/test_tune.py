@@ -121,3 +121,41 @@ def test_best_values_go_to_the_params_file_in_use_by_default(project):
     target, _ = tune.write_best(p, project, other, {"label_smoothing": 0.07}, on_cuda=False)
     assert target == other and load_params(other).train.label_smoothing == 0.07
     assert load_params(project / "params.yaml").train.label_smoothing == 0.0
+
+
+def test_a_study_resumes_only_where_its_scores_stay_comparable():
+    from finsent.config import Params
+
+    p = replace(Params(), tune={"search_space": {"learning_rate": {"low": 1e-5, "high": 1e-3, "log": True}}})
+    basis = tune.study_basis(p, "md5-a")
+    unchanged = [
+        tune.study_basis(p, "md5-a"),
+        tune.study_basis(p, None),  # a library call that knows no data version
+        tune.study_basis(replace(p, train={"learning_rate": 3e-4, "device": "cuda", "progress": False, "num_threads": 1}), "md5-a"),
+        tune.study_basis(replace(p, tune={"search_space": {"learning_rate": {"low": 1e-6, "high": 1e-2}, "schedule": {"choices": ["linear"]}}}), "md5-a"),
+        tune.study_basis(replace(p, tune={"n_trials": 50, "parallel_trials": 2}), "md5-a"),
+    ]
+    assert all(tune.basis_changes(basis, other) == [] for other in unchanged)
+    assert tune.basis_changes(basis, tune.study_basis(p, "md5-b")) == ["data version: md5-a -> md5-b"]
+    assert tune.basis_changes(basis, tune.study_basis(replace(p, train={"epochs": 5.0}), "md5-a")) == [f"train.epochs: {p.train.epochs!r} -> 5.0"]
+    assert tune.basis_changes(basis, tune.study_basis(replace(p, train={"on_cuda": {"batch_size": 128}}), "md5-a"))[0].startswith("train.on_cuda.batch_size")
+    assert tune.basis_changes(basis, tune.study_basis(replace(p, tune={"max_train_rows": 500}), "md5-a")) == ["tune.max_train_rows: None -> 500"]
+
+
+def test_resuming_under_other_data_or_settings_is_refused_before_the_study_changes(project, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    p = load_params(project / "params.yaml")
+    first = tune.open_search(p, project, {"data.dvc_md5": "md5-a"})
+    assert tune.open_search(p, project, {"data.dvc_md5": "md5-a"}).parent_run_id == first.parent_run_id
+    study = tune.load_study(p.tune, first.storage)
+    stale = study.ask(tune.distributions(p.tune.search_space))  # an interrupted trial, left RUNNING
+
+    with pytest.raises(tune.TuneError, match=r"not comparable.*data version: md5-a -> md5-b.*study_name=finsent-tune-2"):
+        tune.open_search(p, project, {"data.dvc_md5": "md5-b"})
+    with pytest.raises(tune.TuneError, match=r"train\.max_length: 128 -> 64"):
+        tune.open_search(replace(p, train={"max_length": 64}), project, {"data.dvc_md5": "md5-a"})
+    trials = tune.load_study(p.tune, first.storage).get_trials()
+    assert trials[stale.number].state == optuna.trial.TrialState.RUNNING  # refused runs requeued nothing
+
+    other = tune.open_search(replace(p, tune={"study_name": "finsent-tune-2"}), project, {"data.dvc_md5": "md5-b"})
+    assert other.parent_run_id != first.parent_run_id
