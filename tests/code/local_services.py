@@ -7,6 +7,7 @@ import contextlib
 import glob
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -109,14 +110,16 @@ def mlflow_server(backend_url: str, artifacts: str, s3_endpoint: str, workdir: P
     import requests
 
     port = free_port()
-    env = {**os.environ, **S3_CREDENTIALS, "MLFLOW_S3_ENDPOINT_URL": s3_endpoint}
+    # Job execution (GenAI jobs) would start a pool of worker processes that nothing here uses.
+    env = {**os.environ, **S3_CREDENTIALS, "MLFLOW_S3_ENDPOINT_URL": s3_endpoint, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     env.pop("MLFLOW_TRACKING_URI", None)
     log = open(workdir / "mlflow-server.log", "w")  # noqa: SIM115 - closed below
     cmd = [
         str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri", backend_url,
         "--artifacts-destination", artifacts, "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
     ]
-    process = subprocess.Popen(cmd, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT)
+    # Its own process group: the server runs uvicorn as a child, and teardown stops them together.
+    process = subprocess.Popen(cmd, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout_s
@@ -129,9 +132,10 @@ def mlflow_server(backend_url: str, artifacts: str, s3_endpoint: str, workdir: P
             time.sleep(0.5)
         yield url
     finally:
-        process.terminate()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
         with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(timeout=20)
-        if process.poll() is None:
-            process.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
         log.close()
