@@ -257,6 +257,24 @@ def search_lock(root: Path, p: Params):
     return held()
 
 
+def keep_comparable(study, p: Params, url: str, data_md5: str | None) -> None:
+    """Refuse to resume a study whose trials ran under another basis; else record this one, keeping
+    what the earlier trials vouch for (their data version, every key ever searched)."""
+    basis = study_basis(p, data_md5)
+    recorded = study.user_attrs.get(BASIS_ATTR)
+    if recorded is not None:
+        changes = basis_changes(recorded, basis)
+        if changes:
+            raise TuneError(
+                f"study {p.tune.study_name!r} ({url}) ran its trials under other settings, so their dev scores are not "
+                f"comparable with new ones: {'; '.join(changes)}. Search under a new name "
+                f"(finsent tune --set tune.study_name={p.tune.study_name}-2) or restore those settings."
+            )
+        basis["data_version"] = basis["data_version"] or recorded.get("data_version")
+        basis["searched"] = sorted(set(basis["searched"]) | set(recorded.get("searched", [])))
+    study.set_user_attr(BASIS_ATTR, basis)
+
+
 def open_search(p: Params, root: Path, data_tags: dict[str, str]) -> Search:
     """Create or resume the study, requeue interrupted trials, queue the current settings as trial 0
     of a new study, and open (or reopen) the parent MLflow run. Call under ``search_lock``."""
@@ -267,19 +285,7 @@ def open_search(p: Params, root: Path, data_tags: dict[str, str]) -> Search:
         raise TuneError("the search scores trials on the dev split: set data.dev_fraction above 0")
     url = storage_url(p.tune, root)
     study = load_study(p.tune, url, create=True)
-    basis = study_basis(p, data_tags.get("data.dvc_md5"))
-    recorded = study.user_attrs.get(BASIS_ATTR)
-    changes = basis_changes(recorded, basis) if recorded is not None else []
-    if changes:
-        raise TuneError(
-            f"study {p.tune.study_name!r} ({url}) ran its trials under other settings, so their dev scores are not "
-            f"comparable with new ones: {'; '.join(changes)}. Search under a new name "
-            f"(finsent tune --set tune.study_name={p.tune.study_name}-2) or restore those settings."
-        )
-    if recorded is not None:  # keep what the earlier trials vouch for: their data version, every key searched
-        basis["data_version"] = basis["data_version"] or recorded.get("data_version")
-        basis["searched"] = sorted(set(basis["searched"]) | set(recorded.get("searched", [])))
-    study.set_user_attr(BASIS_ATTR, basis)
+    keep_comparable(study, p, url, data_tags.get("data.dvc_md5"))
     requeued = requeue_interrupted(study)
     if p.tune.include_current and not study.get_trials(deepcopy=False):
         on_cuda = choose_device(p.tune.devices[0] if p.tune.devices else p.train.device).type == "cuda"
