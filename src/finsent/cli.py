@@ -71,26 +71,37 @@ def cmd_tune(args: argparse.Namespace) -> None:
 
 
 def cmd_stage(args: argparse.Namespace) -> None:
-    """One stage with fixed paths under artifacts/pipeline: what dvc.yaml runs."""
-    from finsent import augment, evaluate, prepare, register, train, validate, versioning
-
+    """One stage with fixed paths under artifacts/pipeline: what dvc.yaml runs. Each stage imports
+    only its own module: the data stages start in a second instead of loading torch and MLflow."""
     root, p = load(args)
     out = root / p.artifacts_dir / PIPELINE_DIR
     dev = out / "data" / "dev.csv"
     dev = dev if dev.is_file() else None  # prepare writes none when data.dev_fraction is 0
     if args.stage == "validate":
+        from finsent import validate, versioning
+
         versioning.ensure_data(root, p.data)
         emit(validate.run(p, root, out / "validation.json"))
     elif args.stage == "prepare":
+        from finsent import prepare
+
         emit(prepare.run(p.data, root, out / "data"))
     elif args.stage == "augment":
+        from finsent import augment
+
         heldout = [dev, out / "data" / "eval.csv"]
         emit(augment.run(p.augment, out / "data" / "train.csv", heldout, out / "augmented" / "train.csv").to_dict())
     elif args.stage == "train":
+        from finsent import train
+
         emit(train.run(p.train, out / "augmented" / "train.csv", out / "train", dev_path=dev))
     elif args.stage == "evaluate":
+        from finsent import evaluate
+
         emit(evaluate.run(p.evaluate, out / "train" / "model", out / "data" / "eval.csv", out / "eval", p.train))
     elif args.stage == "register":
+        from finsent import register, versioning
+
         validation = json.loads((out / "validation.json").read_text())
         summary = register.run(
             p, root, out / "train", out / "eval", out / "data" / "eval.csv", versioning.current_version(root), validation
@@ -349,22 +360,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Errors that mean bad input or a service that is down: exit code 2 with the message, no traceback.
+EXPECTED_ERRORS = {
+    "finsent.config": "ConfigError",
+    "finsent.data": "DataError",
+    "finsent.model": "ModelError",
+    "finsent.registry": "RegistryError",
+    "finsent.validate": "ValidationError",
+    "finsent.versioning": "VersioningError",
+    "finsent.store": "StoreError",
+    "finsent.tune": "TuneError",
+    "flows.serve": "ServerError",
+}
+
+
+def expected_errors() -> tuple[type[Exception], ...]:
+    """The expected error classes of the modules loaded so far (a command cannot raise the error of a
+    module it never imported), so that no command pays for importing torch or Prefect to catch them."""
+    return tuple(getattr(sys.modules[module], name) for module, name in EXPECTED_ERRORS.items() if module in sys.modules)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     apply_quiet_offline()
     args = build_parser().parse_args(argv)
-    from finsent.config import ConfigError
-    from finsent.data import DataError
-    from finsent.model import ModelError
-    from finsent.registry import RegistryError
-    from finsent.validate import ValidationError
-    from finsent.versioning import VersioningError
-    from finsent.store import StoreError
-    from finsent.tune import TuneError
-    from flows.serve import ServerError
-
     try:
         args.func(args)
-    except (ConfigError, DataError, ModelError, RegistryError, ValidationError, VersioningError, StoreError, ServerError, TuneError) as exc:
+    except Exception as exc:
+        if not isinstance(exc, expected_errors()):
+            raise
         print(f"finsent: error: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -72,3 +72,12 @@ def test_predict_without_champion_is_a_clear_error(project, capsys, monkeypatch)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     assert run_cli(project, "predict", "Acme beats") == 2
     assert "champion" in capsys.readouterr().err
+
+
+def test_every_expected_error_names_a_real_exception_class():
+    import importlib
+
+    from finsent.cli import EXPECTED_ERRORS
+
+    for module, name in EXPECTED_ERRORS.items():
+        assert issubclass(getattr(importlib.import_module(module), name), Exception), f"{module}.{name}"
