@@ -121,6 +121,8 @@ def study_basis(p: Params, data_md5: str | None) -> dict[str, Any]:
     trial budget. A study's trials are comparable only under one basis."""
     train = {k: v for k, v in dataclasses.asdict(p.train).items() if k not in RUN_ONLY_TRAIN_KEYS and k != "on_cuda"}
     train |= {f"on_cuda.{k}": v for k, v in p.train.on_cuda.items()}
+    if p.tune.epochs is not None:  # trials train for tune.epochs: the train setting does not reach them
+        train = {k: v for k, v in train.items() if k.rsplit(".", 1)[-1] != "epochs"}
     basis = {
         "data_version": data_md5,
         "train": train,

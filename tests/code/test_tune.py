@@ -140,6 +140,8 @@ def test_a_study_resumes_only_where_its_scores_stay_comparable():
     assert tune.basis_changes(basis, tune.study_basis(replace(p, train={"epochs": 5.0}), "md5-a")) == [f"train.epochs: {p.train.epochs!r} -> 5.0"]
     assert tune.basis_changes(basis, tune.study_basis(replace(p, train={"on_cuda": {"batch_size": 128}}), "md5-a"))[0].startswith("train.on_cuda.batch_size")
     assert tune.basis_changes(basis, tune.study_basis(replace(p, tune={"max_train_rows": 500}), "md5-a")) == ["tune.max_train_rows: None -> 500"]
+    budgeted = replace(p, tune={"epochs": 1.0})  # trials train for tune.epochs, whatever train.epochs says
+    assert tune.basis_changes(tune.study_basis(budgeted, "md5-a"), tune.study_basis(replace(budgeted, train={"epochs": 5.0}), "md5-a")) == []
 
 
 def test_resuming_under_other_data_or_settings_is_refused_before_the_study_changes(project, monkeypatch):
