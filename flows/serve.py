@@ -6,6 +6,11 @@ interrupted; then it stops the server. Schedules need a real server: on the temp
 flow call starts they never fire. With ``--no-server`` it serves against the server that
 ``PREFECT_API_URL`` names.
 
+``finsent deploy`` is the scale-out form: it registers the same two deployments on a work pool of the
+server that ``PREFECT_API_URL`` names (a process pool, created when missing) and returns. Workers started
+with ``prefect worker start --pool NAME``, on this machine or on others that see the project folder at
+the same path, then run them; more workers, more runs at once.
+
 Cron strings, their timezone, the inbox folder and the server address are in ``params.yaml``
 (section ``schedule``).
 """
@@ -89,7 +94,7 @@ def stop_process_group(process: subprocess.Popen, timeout_s: float = 20.0) -> No
         pass
 
 
-def build_deployments(params: Params, params_path: str, root: Path) -> list:
+def build_deployments(params: Params, params_path: str, root: Path, job_variables: dict | None = None) -> list:
     """The nightly retrain and the hourly monitoring deployments, with their cron schedules."""
     from prefect.deployments.runner import EntrypointType
     from prefect.schedules import Cron
@@ -107,6 +112,7 @@ def build_deployments(params: Params, params_path: str, root: Path) -> list:
             concurrency_limit=1,
             description="Add new labelled rows as a data version, train, and let the registry gate decide.",
             entrypoint_type=EntrypointType.MODULE_PATH,
+            job_variables=job_variables,
         ),
         monitoring_flow.to_deployment(
             name="hourly-monitor",
@@ -115,6 +121,7 @@ def build_deployments(params: Params, params_path: str, root: Path) -> list:
             concurrency_limit=1,
             description="Score new files in the inbox, check drift and alerts, apply the retrain policy.",
             entrypoint_type=EntrypointType.MODULE_PATH,
+            job_variables=job_variables,
         ),
     ]
 
@@ -127,6 +134,43 @@ def serve_deployments(deployments: Sequence, url: str) -> None:
     os.environ["PREFECT_API_URL"] = url  # also for anything that reads the environment itself
     with temporary_settings(updates={PREFECT_API_URL: url}):
         prefect.serve(*deployments)
+
+
+def ensure_process_pool(client, name: str) -> str:
+    """The type of work pool ``name``, which is created as a process pool when the server has none."""
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+
+    try:
+        return client.read_work_pool(name).type
+    except ObjectNotFound:
+        try:
+            return client.create_work_pool(WorkPoolCreate(name=name, type="process")).type
+        except ObjectAlreadyExists:  # another deploy created it in between
+            return client.read_work_pool(name).type
+
+
+def deploy_to_pool(params_path: str = "params.yaml", root: str | Path = ".", pool: str | None = None) -> list[str]:
+    """Register both deployments on work pool ``pool`` (default ``schedule.work_pool``) of the server
+    that ``PREFECT_API_URL`` names, and return their ids. Runs start only when a worker polls the pool."""
+    import prefect
+    from prefect.client.orchestration import get_client
+
+    root = Path(root).resolve()
+    params = load_params(root / params_path)
+    pool = pool or params.schedule.work_pool
+    url = os.environ.get("PREFECT_API_URL", "")
+    if not url:
+        raise ServerError("finsent deploy needs PREFECT_API_URL to name a running Prefect server (work pools live there)")
+    wait_until_healthy(url, None, timeout_s=15)
+    with get_client(sync_client=True) as client:
+        pool_type = ensure_process_pool(client, pool)
+    # A process worker starts each run in the project folder, so relative paths mean the same as here.
+    job_variables = {"working_dir": str(root)} if pool_type == "process" else None
+    deployments = build_deployments(params, params_path, root, job_variables)
+    ids = prefect.deploy(*deployments, work_pool_name=pool, build=False, push=False, print_next_steps_message=False, ignore_warnings=True)
+    print(f"{len(ids)} deployments on work pool {pool!r} ({pool_type}) at {url}; start a worker with: prefect worker start --pool {pool}")
+    return [str(i) for i in ids]
 
 
 def _exit_on_sigterm(signum, frame) -> None:

@@ -287,6 +287,14 @@ def cmd_serve(args: argparse.Namespace) -> None:
     serve(args.params, root, host=args.host, port=args.port, start=not args.no_server)
 
 
+def cmd_deploy(args: argparse.Namespace) -> None:
+    """Register the two deployments on a work pool of the server that PREFECT_API_URL names."""
+    from flows.serve import deploy_to_pool
+
+    root, params = load(args)
+    deploy_to_pool(args.params, root, pool=args.pool or params.schedule.work_pool)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="finsent", description="Financial-news sentiment: train, register, monitor.")
     parser.add_argument("--root", default=".", help="project folder (default: .)")
@@ -357,6 +365,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve_cmd.add_argument("--port", type=int, default=None, help="server port (default schedule.server_port)")
     serve_cmd.add_argument("--no-server", action="store_true", help="use the running server named by PREFECT_API_URL")
     serve_cmd.set_defaults(func=cmd_serve)
+    deploy_cmd = sub.add_parser("deploy", help="register both deployments on a work pool of the server at PREFECT_API_URL (workers run them)")
+    deploy_cmd.add_argument("--pool", default=None, help="work pool (default schedule.work_pool; created as a process pool if missing)")
+    deploy_cmd.set_defaults(func=cmd_deploy)
     return parser
 
 

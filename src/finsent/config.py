@@ -353,6 +353,7 @@ class ScheduleParams:
     monitor_inbox: str = "inbox"  # news batches dropped here are scored by the hourly run (relative to the root)
     server_host: str = "127.0.0.1"
     server_port: int = 4200
+    work_pool: str = "finsent"  # `finsent deploy`: the work pool whose workers run both deployments
 
     def __post_init__(self) -> None:
         for name in ("retrain_cron", "monitor_cron"):
@@ -360,6 +361,8 @@ class ScheduleParams:
                 raise ConfigError(f"schedule.{name} must be a 5-field cron string, not {getattr(self, name)!r}")
         if not 0 < self.server_port < 65536:
             raise ConfigError(f"schedule.server_port must be a TCP port, not {self.server_port}")
+        if not self.work_pool.strip():
+            raise ConfigError("schedule.work_pool must name a work pool")
 
 
 TUNABLE: tuple[str, ...] = (
