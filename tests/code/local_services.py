@@ -29,6 +29,17 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def wait_for(condition, timeout_s: float, what: str, every_s: float = 1.0):
+    """Poll ``condition`` until it returns something truthy (returned), or fail after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(every_s)
+    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+
+
 def postgres_bin() -> Path | None:
     """The folder of pg_ctl and initdb: on PATH, else Debian's /usr/lib/postgresql/<version>/bin."""
     found = shutil.which("pg_ctl")

@@ -9,10 +9,8 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -20,6 +18,7 @@ import pytest
 from finsent.cli import main
 from finsent.config import ConfigError, ScheduleParams, from_dict
 from flows.serve import ServerError, api_url, port_in_use, start_server, stop_process_group, wait_until_healthy
+from local_services import free_port, wait_for  # noqa: E402  (loaded by conftest.py)
 
 REPO = Path(__file__).resolve().parents[2]
 HOST = "127.0.0.1"
@@ -41,22 +40,6 @@ def tick() -> int:
 if __name__ == "__main__":
     serve_deployments([tick.to_deployment(name="every-5s", interval=timedelta(seconds=5))], sys.argv[1])
 '''
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
-
-
-def wait_for(condition, timeout_s: float, what: str, every_s: float = 1.0):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(every_s)
-    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
 
 
 def test_schedule_params_reject_a_bad_cron():

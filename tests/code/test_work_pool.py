@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -17,28 +16,13 @@ import sqlalchemy
 
 from finsent.cli import main
 from flows.serve import api_url, start_server, stop_process_group, wait_until_healthy
+from local_services import free_port, wait_for  # noqa: E402  (loaded by conftest.py)
 
 REPO = Path(__file__).resolve().parents[2]
 HOST = "127.0.0.1"
 POOL = "finsent-test-pool"
 
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
-
-
-def wait_for(condition, timeout_s: float, what: str, every_s: float = 1.0):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(every_s)
-    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
 
 
 @pytest.fixture(scope="module")
