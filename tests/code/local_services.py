@@ -49,12 +49,24 @@ def postgres_bin() -> Path | None:
     return Path(installed[-1]).parent if installed else None
 
 
+def _account_exists(name: str) -> bool:
+    import pwd
+
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
+
+
 @contextlib.contextmanager
 def postgres_server() -> Iterator[str]:
     """A PostgreSQL cluster on a free loopback port; yields its SQLAlchemy URL without a database."""
     bin_dir = postgres_bin()
     if bin_dir is None:
         raise ServiceUnavailable("PostgreSQL is not installed (Debian: apt-get install postgresql)")
+    if os.geteuid() == 0 and not _account_exists("postgres"):
+        raise ServiceUnavailable("running as root, and there is no 'postgres' account to run the server as (PostgreSQL refuses root)")
     base = Path(tempfile.mkdtemp(prefix="finsent-pg-"))
     as_postgres: list[str] = []
     if os.geteuid() == 0:  # the server refuses to run as root: run it as the package's account
