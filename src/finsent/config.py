@@ -137,6 +137,13 @@ class RegisterParams:
     artifact_dir: str = "mlruns"  # artifact root for a local (sqlite/file) store
     experiment: str = "finsent"
     model_name: str = "finsent-sentiment"
+    # Where champion decisions are serialised: "" = a file lock on this machine (or the tracking store's
+    # own PostgreSQL); a postgresql:// URL = an advisory lock there, for promoters on several machines.
+    lock_url: str = ""
+
+    def __post_init__(self) -> None:
+        if self.lock_url and not self.lock_url.startswith("postgresql"):
+            raise ConfigError(f"register.lock_url must be a postgresql:// URL (or empty), not {self.lock_url.split('@')[-1]!r}")
 
 
 @dataclass(frozen=True)

@@ -233,7 +233,7 @@ def run(
         set_tag(key, value)
 
     y_true = eval_df["label"].to_numpy(dtype=np.int64)
-    with registry.promotion_lock(uri, root):
+    with registry.promotion_lock(uri, root, lock_url=p.register.lock_url, name=p.register.model_name):
         with_retries(client.set_registered_model_alias, name, CHALLENGER, version)
         previous = registry.alias_version(client, name, CHAMPION)
         try:

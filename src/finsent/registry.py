@@ -217,16 +217,23 @@ def check_artifacts(client, name: str, version: str) -> None:
 
 
 @contextlib.contextmanager
-def promotion_lock(uri: str, root: Path, timeout_s: float = 600) -> Iterator[None]:
+def promotion_lock(uri: str, root: Path, *, lock_url: str = "", name: str = "finsent-sentiment", timeout_s: float = 600) -> Iterator[None]:
     """Serialise champion decisions: two runs finishing together compare against each other's result
-    rather than against a stale champion. A local store locks a file next to the database."""
-    from filelock import FileLock
+    rather than against a stale champion. ``lock_url`` (``register.lock_url``), or a PostgreSQL tracking
+    store itself, holds an advisory lock per model name, for promoters on several machines; otherwise a
+    file next to a SQLite store, or in the project, serialises the promoters of one machine."""
+    from finsent import locks
 
+    database = lock_url or (uri if uri.startswith("postgresql") else "")
+    if database:
+        with locks.advisory_lock(database, f"finsent-promotion:{name}", timeout_s):
+            yield
+        return
     if uri.startswith("sqlite:///"):
         path = Path(uri[len("sqlite:///"):]).with_suffix(".promotion.lock")
     else:
         path = Path(root) / ".finsent-promotion.lock"
-    with FileLock(str(path), timeout=timeout_s):
+    with locks.file_lock(path, timeout_s):
         yield
 
 

@@ -86,7 +86,7 @@ def rollback(p: Params, root: Path) -> dict:
     client = registry.connect(p.register, root)
     name = p.register.model_name
     uri = registry.resolve_tracking_uri(p.register, root)
-    with registry.promotion_lock(uri, root):
+    with registry.promotion_lock(uri, root, lock_url=p.register.lock_url, name=p.register.model_name):
         current = registry.alias_version(client, name, CHAMPION)
         if current is None:
             raise RegistryError(f"{name!r} has no champion to roll back (empty registry or none promoted yet)")
@@ -113,7 +113,7 @@ def promote(p: Params, root: Path, version: str, reason: str) -> dict:
     client = registry.connect(p.register, root)
     name = p.register.model_name
     uri = registry.resolve_tracking_uri(p.register, root)
-    with registry.promotion_lock(uri, root):
+    with registry.promotion_lock(uri, root, lock_url=p.register.lock_url, name=p.register.model_name):
         registry.check_artifacts(client, name, version)  # also: the version exists
         version = str(registry.get_version(client, name, version).version)
         before = registry.alias_version(client, name, CHAMPION)

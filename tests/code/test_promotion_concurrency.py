@@ -34,9 +34,21 @@ def start_registration(root: Path, model_dir: Path, share: float, tag: str, star
 
 
 @pytest.mark.slow  # two fresh Python processes import torch and MLflow
-@pytest.mark.parametrize("with_champion", [True, False], ids=["champion", "fresh-store"])
-def test_two_registrations_at_once_leave_one_champion_the_better_one(project, tiny_model_dir, monkeypatch, with_champion):
+@pytest.mark.parametrize(
+    "with_champion, lock", [(True, "file"), (False, "file"), (True, "advisory")], ids=["champion", "fresh-store", "champion-advisory-lock"]
+)
+def test_two_registrations_at_once_leave_one_champion_the_better_one(project, tiny_model_dir, monkeypatch, request, with_champion, lock):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    if lock == "advisory":  # as promoters on two machines would: the lock is in PostgreSQL, not a file
+        import uuid
+
+        import local_services
+        import yaml
+
+        lock_url = local_services.create_database(request.getfixturevalue("postgres"), f"lock_{uuid.uuid4().hex[:12]}")
+        settings = yaml.safe_load((project / "params.yaml").read_text())
+        settings["register"]["lock_url"] = lock_url
+        (project / "params.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
     p = rs.relaxed_params(project)
     versioning.ensure_data(project, p.data, log=lambda *_: None)
     if with_champion:  # both challengers beat it; one also beats the other
@@ -78,6 +90,8 @@ def test_two_registrations_at_once_leave_one_champion_the_better_one(project, ti
     for before, after in zip(events, events[1:]):
         assert after["champion_before"] == before["champion_after"]
     assert events[-1]["champion_after"] == best
+    # The file lock next to the SQLite store was used exactly when no lock database was set.
+    assert any(project.rglob("*.promotion.lock")) == (lock == "file")
     for share, summary in summaries.items():
         event = next(e for e in events if e["version"] == summary["version"])
         assert event["promoted"] == str(summary["promoted"]).lower()
