@@ -37,7 +37,7 @@ tune: install
 	$(VENV)/bin/finsent tune
 
 test: install
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q --durations=15
 
 test-fast: install
 	$(VENV)/bin/pytest -q -m "not slow"

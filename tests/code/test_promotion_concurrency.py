@@ -35,7 +35,7 @@ def start_registration(root: Path, model_dir: Path, share: float, tag: str, star
 
 @pytest.mark.slow  # two fresh Python processes import torch and MLflow
 @pytest.mark.parametrize(
-    "with_champion, lock", [(True, "file"), (False, "file"), (True, "advisory")], ids=["champion", "fresh-store", "champion-advisory-lock"]
+    "with_champion, lock", [(True, "file"), (False, "advisory")], ids=["champion-file-lock", "fresh-store-advisory-lock"]
 )
 def test_two_registrations_at_once_leave_one_champion_the_better_one(project, tiny_model_dir, monkeypatch, request, with_champion, lock):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
