@@ -150,14 +150,13 @@ def ensure_process_pool(client, name: str) -> str:
             return client.read_work_pool(name).type
 
 
-def deploy_to_pool(params_path: str = "params.yaml", root: str | Path = ".", pool: str | None = None) -> list[str]:
+def deploy_to_pool(params: Params, params_path: str, root: str | Path, pool: str | None = None) -> list[str]:
     """Register both deployments on work pool ``pool`` (default ``schedule.work_pool``) of the server
     that ``PREFECT_API_URL`` names, and return their ids. Runs start only when a worker polls the pool."""
     import prefect
     from prefect.client.orchestration import get_client
 
     root = Path(root).resolve()
-    params = load_params(root / params_path)
     pool = pool or params.schedule.work_pool
     url = os.environ.get("PREFECT_API_URL", "")
     if not url:

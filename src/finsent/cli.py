@@ -292,7 +292,7 @@ def cmd_deploy(args: argparse.Namespace) -> None:
     from flows.serve import deploy_to_pool
 
     root, params = load(args)
-    deploy_to_pool(args.params, root, pool=args.pool or params.schedule.work_pool)
+    deploy_to_pool(params, args.params, root, pool=args.pool)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -29,6 +29,19 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def prefect_env(home: Path, url: str, **extra: str) -> dict[str, str]:
+    """The environment of a Prefect server, worker or client subprocess: its own PREFECT_HOME, the
+    server at ``url``, no analytics, warnings only; ``extra`` adds settings."""
+    return {
+        **os.environ,
+        "PREFECT_HOME": str(home),
+        "PREFECT_API_URL": url,
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_LOGGING_LEVEL": "WARNING",
+        **extra,
+    }
+
+
 def wait_for(condition, timeout_s: float, what: str, every_s: float = 1.0):
     """Poll ``condition`` until it returns something truthy (returned), or fail after ``timeout_s``."""
     deadline = time.monotonic() + timeout_s

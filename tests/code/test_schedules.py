@@ -18,7 +18,7 @@ import pytest
 from finsent.cli import main
 from finsent.config import ConfigError, ScheduleParams, from_dict
 from flows.serve import ServerError, api_url, port_in_use, start_server, stop_process_group, wait_until_healthy
-from local_services import free_port, wait_for  # noqa: E402  (loaded by conftest.py)
+from local_services import free_port, prefect_env, wait_for  # noqa: E402  (loaded by conftest.py)
 
 REPO = Path(__file__).resolve().parents[2]
 HOST = "127.0.0.1"
@@ -61,15 +61,11 @@ def served(tmp_path_factory):
     shutil.copy(REPO / "params.yaml", root / "params.yaml")
     port = free_port()
     url = api_url(HOST, port)
-    env = {
-        **os.environ,
-        "PREFECT_HOME": str(root / "prefect-home"),
-        "PREFECT_API_URL": url,
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "1",  # schedule new runs within a second
-        "PREFECT_RUNNER_POLL_FREQUENCY": "1",
-        "PREFECT_LOGGING_LEVEL": "WARNING",
-    }
+    env = prefect_env(
+        root / "prefect-home", url,
+        PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS="1",  # schedule new runs within a second
+        PREFECT_RUNNER_POLL_FREQUENCY="1",
+    )
     finsent = Path(sys.executable).with_name("finsent")
     log = open(root / "serve.log", "wb")
     process = subprocess.Popen(

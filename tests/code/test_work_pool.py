@@ -4,7 +4,6 @@ project folder. Server and worker run as subprocesses with their own PREFECT_HOM
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -16,7 +15,7 @@ import sqlalchemy
 
 from finsent.cli import main
 from flows.serve import api_url, start_server, stop_process_group, wait_until_healthy
-from local_services import free_port, wait_for  # noqa: E402  (loaded by conftest.py)
+from local_services import free_port, prefect_env, wait_for  # noqa: E402  (loaded by conftest.py)
 
 REPO = Path(__file__).resolve().parents[2]
 HOST = "127.0.0.1"
@@ -30,13 +29,7 @@ def server(tmp_path_factory):
     home = tmp_path_factory.mktemp("prefect-server")
     port = free_port()
     url = api_url(HOST, port)
-    env = {
-        **os.environ,
-        "PREFECT_HOME": str(home / "prefect-home"),
-        "PREFECT_API_URL": url,
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_LOGGING_LEVEL": "WARNING",
-    }
+    env = prefect_env(home / "prefect-home", url)
     log = open(home / "server.log", "wb")
     process = start_server(HOST, port, env=env, log=log)
     try:
