@@ -42,8 +42,8 @@ def prepare(out: Path) -> None:
 
     from finsent.augment import run as augment_run
     from finsent.config import load_params
-    from finsent.data import read_dataset, write_dataset
-    from finsent.prepare import assemble
+    from finsent.data.frames import read_dataset, write_dataset
+    from finsent.data.prepare import assemble
 
     p = load_params(ROOT / "params.yaml")
     train = read_dataset(ROOT / p.data.shipped_dir / "sent_train.csv")
@@ -73,11 +73,11 @@ def train(data: Path, model_path: str, seeds: list[int], out: Path, names: list[
     from sklearn.metrics import f1_score, recall_score
 
     from finsent.config import load_params
-    from finsent.data import read_dataset
-    from finsent.features import encode_texts
-    from finsent.model import load_classifier
-    from finsent.score import predict_proba_encoded
-    from finsent.train import fit, set_seed
+    from finsent.data.frames import read_dataset
+    from finsent.training.features import encode_texts
+    from finsent.training.model import load_classifier
+    from finsent.training.score import predict_proba_encoded
+    from finsent.training.train import fit, set_seed
 
     p = load_params(ROOT / "params.yaml").train
     p = dataclasses.replace(p, base_model=model_path, progress=False, checkpoint_every_minutes=0.0, **({"epochs": epochs} if epochs else {}))

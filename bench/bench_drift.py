@@ -35,10 +35,10 @@ for _key, _value in {
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
-from finsent import drift  # noqa: E402
+from finsent.monitoring import drift  # noqa: E402
 from finsent.config import load_params  # noqa: E402
-from finsent.data import read_dataset  # noqa: E402
-from finsent.model import load_classifier  # noqa: E402
+from finsent.data.frames import read_dataset  # noqa: E402
+from finsent.training.model import load_classifier  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -48,8 +48,8 @@ def prepare(out: Path, max_train_rows: int | None, keep_eval_near_duplicates: bo
 
     from finsent.augment import run as augment_run
     from finsent.config import load_params
-    from finsent.data import read_dataset, stratified_sample, write_dataset
-    from finsent.prepare import assemble
+    from finsent.data.frames import read_dataset, stratified_sample, write_dataset
+    from finsent.data.prepare import assemble
 
     p = load_params(ROOT / "params.yaml")
     train = read_dataset(ROOT / p.data.shipped_dir / "sent_train.csv")
@@ -72,7 +72,7 @@ def prepare(out: Path, max_train_rows: int | None, keep_eval_near_duplicates: bo
 def variant_params(base, overrides: dict, device):
     import dataclasses
 
-    from finsent.train import params_for_device
+    from finsent.training.train import params_for_device
 
     p = params_for_device(base, device)  # the settings in effect on this device, then the variant's
     overrides = dict(overrides)
@@ -112,11 +112,11 @@ def run(
     from sklearn.metrics import f1_score
 
     from finsent.config import load_params
-    from finsent.data import read_dataset
-    from finsent.features import encode_texts
-    from finsent.model import choose_device
-    from finsent.score import predict_proba_encoded
-    from finsent.train import fit_frames
+    from finsent.data.frames import read_dataset
+    from finsent.training.features import encode_texts
+    from finsent.training.model import choose_device
+    from finsent.training.score import predict_proba_encoded
+    from finsent.training.train import fit_frames
 
     base = load_params(ROOT / "params.yaml").train
     base = dataclasses.replace(base, base_model=model_path, progress=False, checkpoint_every_minutes=0.0, **({"epochs": epochs} if epochs else {}))
@@ -187,10 +187,10 @@ def analyse(data: Path, teachers_dir: Path, out: Path, threshold: float) -> None
 
     from finsent.augment.overlap import EvalOverlapIndex
     from finsent.config import load_params
-    from finsent.data import read_dataset
-    from finsent.features import encode_texts
-    from finsent.model import load_classifier
-    from finsent.score import predict_proba_encoded
+    from finsent.data.frames import read_dataset
+    from finsent.training.features import encode_texts
+    from finsent.training.model import load_classifier
+    from finsent.training.score import predict_proba_encoded
 
     p = load_params(ROOT / "params.yaml")
     test_df = read_dataset(data / "test.csv")

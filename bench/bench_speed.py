@@ -58,11 +58,11 @@ from transformers import AutoTokenizer  # noqa: E402
 from sklearn.metrics import f1_score  # noqa: E402
 
 from finsent.config import TrainParams, load_params  # noqa: E402
-from finsent.data import read_dataset, stratified_sample  # noqa: E402
-from finsent.features import Encoded, encode_texts  # noqa: E402
-from finsent.model import choose_device, load_classifier, resolve_base_model  # noqa: E402
-from finsent.score import Scorer, predict_proba_encoded  # noqa: E402
-from finsent.train import fit, params_for_device, set_seed  # noqa: E402
+from finsent.data.frames import read_dataset, stratified_sample  # noqa: E402
+from finsent.training.features import Encoded, encode_texts  # noqa: E402
+from finsent.training.model import choose_device, load_classifier, resolve_base_model  # noqa: E402
+from finsent.training.score import Scorer, predict_proba_encoded  # noqa: E402
+from finsent.training.train import fit, params_for_device, set_seed  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 GOALS = {"cuda": {"train": 15.0, "score": 15.0}, "cpu": {"train": 1.5, "score": 2.0}}

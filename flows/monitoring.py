@@ -18,8 +18,12 @@ from pathlib import Path
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
-from finsent import batch, drift, monitor, registry, sentiment_index
+from finsent import files, tracking
 from finsent.config import Params, load_params, replace
+from finsent.monitoring import history, labels, run
+from finsent.monitoring.champion import Champion
+from finsent.monitoring.store import open_store
+from finsent.paths import Layout
 from flows.training import training_flow
 
 
@@ -30,16 +34,16 @@ def load(params_path: str, root: str, overrides: dict | None) -> tuple[Path, Par
 
 @task(retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
 def connect_tracking(params: Params, root: Path):
-    return registry.connect(params.register, root)
+    return tracking.connect(params.register, root)
 
 
 def _store_may_recover(task, task_run, state) -> bool:
     """Retry an unreachable store, not a registry that simply has no champion."""
     try:
         state.result()
-    except registry.StoreUnavailable:
+    except tracking.StoreUnavailable:
         return True
-    except registry.RegistryError:
+    except tracking.RegistryError:
         return False
     except Exception:  # noqa: BLE001 - other I/O errors may be transient
         return True
@@ -47,54 +51,21 @@ def _store_may_recover(task, task_run, state) -> bool:
 
 
 @task(retries=2, retry_delay_seconds=5, retry_condition_fn=_store_may_recover, cache_policy=NO_CACHE)
-def load_champion(params: Params, root: Path, client) -> monitor.Champion:
-    return monitor.load_champion(params, root, client=client)
+def load_champion(params: Params, root: Path, client) -> Champion:
+    from finsent.monitoring.champion import load_champion as load
+
+    return load(params, root, client=client)
+
+
+# Not retried: scoring writes the store, and a repeat would find the files already scored.
+@task(cache_policy=NO_CACHE)
+def monitor_window(params: Params, root: Path, client, champion: Champion, engine, files_to_score: list[Path]) -> run.MonitoringSummary:
+    return run.monitor_window(params, root, client, champion, engine, files_to_score, flow_run_id=flow_run_id())
 
 
 @task(cache_policy=NO_CACHE)
-def score_batch(params: Params, path: Path, champion: monitor.Champion, engine) -> batch.ScoreSummary:
-    summary = batch.run(
-        params.monitor, champion.scorer, path, engine, model_name=champion.name, model_version=champion.version
-    )
-    print(summary.message)
-    return summary
-
-
-@task(cache_policy=NO_CACHE)
-def check_drift(params: Params, root: Path, client, champion: monitor.Champion, window, out_dir: Path):
-    """The drift verdict of the window, or ``(None, why)`` when it cannot be computed (too few rows, no
-    reference logged with the champion): scoring and the index still stand."""
-    cache = monitor.reference_dir(params, root, champion)
-    try:
-        reference = monitor.champion_reference(client, champion, cache)
-        current = window[["text", "predicted", "label"]]
-        return drift.run(
-            params.drift, reference, current, out_dir,
-            model=champion.scorer.model, tokenizer=champion.scorer.tokenizer,
-            baseline_macro_f1=champion.baseline_macro_f1, reference_cache=cache / "outputs.npz",
-        ), None
-    except (drift.DriftError, registry.RegistryError) as exc:
-        print(f"drift not computed: {exc}")
-        return None, str(exc)
-
-
-@task(cache_policy=NO_CACHE)
-def sentiment(params: Params, engine, out_dir: Path, start) -> sentiment_index.IndexSummary:
-    summary = sentiment_index.run(params.monitor, engine, out_dir, start=start)
-    for alert in summary.alerts:
-        print(f"ALERT {alert['ticker']} {alert['day']}: net sentiment {alert['net_sentiment']:+.2f} "
-              f"({alert['change']:+.2f} vs baseline {alert['baseline']:+.2f}, {alert['count']} texts)")
-    return summary
-
-
-@task(retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
-def log_run(params: Params, root: Path, client, run_name: str, tags: dict, metrics: dict, out_dir: Path) -> str:
-    return monitor.log_monitoring_run(client, params, root, run_name=run_name, tags=tags, metrics=metrics, artifact_dir=out_dir)
-
-
-@task(cache_policy=NO_CACHE)
-def add_new_labels(params: Params, root: Path, engine, work_dir: Path, name: str, git_commit: bool) -> monitor.LabelExport:
-    result = monitor.add_new_labels(params, root, engine, work_dir, name=name, git_commit=git_commit)
+def add_new_labels(params: Params, root: Path, engine, work_dir: Path, name: str, git_commit: bool) -> labels.LabelExport:
+    result = labels.add_new_labels(params, root, engine, work_dir, name=name, git_commit=git_commit)
     print(result.message)
     return result
 
@@ -116,21 +87,21 @@ def retrain_flow(
     """Version the new labelled rows of the store, then run the training flow; the gate decides promotion."""
     project, params = load(params_path, root, overrides)
     reasons = list(reasons or ["schedule"])
-    engine = monitor.open_store(params.monitor, project)
-    retrain_id = monitor.start_retrain(engine, reasons)
-    work_dir = monitor.new_out_dir(params, project, kind="retrain")
+    engine = open_store(params.monitor, project)
+    retrain_id = history.start_retrain(engine, reasons)
+    work_dir = Layout.of(project, params).new_monitoring_dir("retrain")
     try:
-        labels = add_new_labels(params, project, engine, work_dir, f"monitor-{work_dir.name}", git_commit)
+        new_labels = add_new_labels(params, project, engine, work_dir, f"monitor-{work_dir.name}", git_commit)
         registration = training_flow(params_path=params_path, root=str(project), overrides=overrides)
     except BaseException as exc:
-        monitor.finish_retrain(engine, retrain_id, "failed", message=f"{exc.__class__.__name__}: {exc}")
+        history.finish_retrain(engine, retrain_id, "failed", message=f"{exc.__class__.__name__}: {exc}")
         raise
-    monitor.finish_retrain(
+    history.finish_retrain(
         engine, retrain_id, "registered", model_version=registration.version, promoted=registration.promoted,
         message="; ".join(registration.reasons),
     )
-    result = {"reasons": reasons, "labels": asdict(labels), "registration": asdict(registration)}
-    monitor.write_json(work_dir / "retrain.json", result)
+    result = {"reasons": reasons, "labels": asdict(new_labels), "registration": asdict(registration)}
+    files.write_json(work_dir / "retrain.json", result)
     return result
 
 
@@ -142,98 +113,27 @@ def monitoring_flow(
     overrides: dict | None = None,
     retrain: bool = True,
     git_commit: bool = True,
-) -> monitor.MonitoringSummary:
+) -> run.MonitoringSummary:
     """Monitor one batch file, or every new file in a folder (default: ``schedule.monitor_inbox``).
 
     Relative paths are taken from ``root``. ``retrain=False`` reports the policy's decision without
     acting on it. With nothing new to score, the run ends at once without loading the champion.
     """
     project, params = load(params_path, root, overrides)
-    target = Path(path) if path else Path(params.schedule.monitor_inbox)
-    target = target if target.is_absolute() else project / target
-    if path is None and not target.exists():  # the scheduled run before anyone dropped a file
-        return monitor.MonitoringSummary(status="no_new_batches", message=f"inbox {target} does not exist yet")
-    engine = monitor.open_store(params.monitor, project)
-    files = monitor.new_files(target, engine)
-    if not files:
-        return monitor.MonitoringSummary(status="no_new_batches", message=f"{target}: no new batch files to score")
-
+    work = run.find_work(params, project, path)
+    if work.done is not None:
+        return work.done
     client = connect_tracking(params, project)
     champion = load_champion(params, project, client)
-    out_dir = monitor.new_out_dir(params, project)
-    scored = [score_batch(params, f, champion, engine) for f in files]
-    monitor.write_json(out_dir / "scoring.json", [asdict(s) for s in scored])
-    batch_ids = [s.batch_id for s in scored if s.status == "scored"]
-    base = {"out_dir": str(out_dir), "champion_version": champion.version, "scoring": [asdict(s) for s in scored]}
-    if not batch_ids:
-        return monitor.MonitoringSummary(status="already_scored", message="every file was already in the store", **base)
-
-    window = monitor.window_frame(engine, batch_ids)
-    drifted, drift_skipped = check_drift(params, project, client, champion, window, out_dir / "drift")
-    index = sentiment(params, engine, out_dir / "index", monitor.lookback_start(window, params.monitor))
-    window_end = monitor.utc_now()
-    window_id = None
-    if drifted is not None:
-        window_id = monitor.record_window(
-            engine, window_end=window_end, batch_ids=batch_ids, rows=len(window), verdict=drifted.verdict,
-            model_name=champion.name, model_version=champion.version, verdict_path=drifted.paths.get("verdict_json"),
-        )
-    decision, inputs = monitor.decide(params, engine, client, window_end)
-    decision_record = monitor.decision_dict(decision, inputs)
-    monitor.write_json(out_dir / "decision.json", decision_record)
-    print(f"retrain decision: {decision.should_retrain} {decision.reasons}; " + "; ".join(decision.explanation))
-
-    tags, metrics = monitor.verdict_tags_and_metrics(drifted.verdict if drifted else None, drift_skipped)
-    tags.update({
-        "kind": "window",
-        "model_name": champion.name,
-        "champion.version": champion.version,
-        "batch_ids": ",".join(batch_ids),
-        "files": ",".join(str(f) for f in files),
-        "alerts": str(len(index.alerts)),
-        "retrain.should": str(decision.should_retrain).lower(),
-        "retrain.reasons": ",".join(decision.reasons),
-        "prefect.flow_run_id": flow_run_id(),
-    })
-    metrics.update({
-        "rows_scored": float(sum(s.rows_scored for s in scored)),
-        "rows_skipped": float(sum(s.rows_skipped for s in scored)),
-        "window_rows": float(len(window)),
-        "alerts": float(len(index.alerts)),
-        "retrain_should": float(decision.should_retrain),
-    })
-    run_id = log_run(params, project, client, f"window-{out_dir.name}", tags, metrics, out_dir)
-    if window_id is not None:
-        monitor.set_window_run(engine, window_id, run_id)
-
-    retrained = None
-    if decision.should_retrain and retrain:
-        try:
-            retrained = retrain_flow(params_path=params_path, root=str(project), overrides=overrides, reasons=decision.reasons, git_commit=git_commit)
-        except BaseException:
-            client.set_tag(run_id, "retrain.status", "failed")
-            raise
-        registration = retrained["registration"]
-        client.set_tag(run_id, "retrain.status", "registered")
-        client.set_tag(run_id, "retrain.version", registration["version"])
-        client.set_tag(run_id, "retrain.promoted", str(registration["promoted"]).lower())
-
-    summary = monitor.MonitoringSummary(
-        status="monitored",
-        message=f"scored {sum(s.rows_scored for s in scored)} rows from {len(batch_ids)} file(s); "
-        f"drift: {drifted.verdict['signals_fired'] if drifted else 'not computed'}; retrain: {decision.should_retrain}",
-        window_rows=len(window),
-        drift=drifted.verdict if drifted else None,
-        drift_skipped=drift_skipped,
-        drift_paths=drifted.paths if drifted else {},
-        sentiment=asdict(index),
-        decision=decision_record,
-        mlflow_run_id=run_id,
-        retrain=retrained,
-        **base,
-    )
-    monitor.write_json(out_dir / "summary.json", summary.to_dict())
-    return summary
+    summary = monitor_window(params, project, client, champion, work.engine, work.files)
+    if not (summary.should_retrain and retrain):
+        return summary
+    try:
+        retrained = retrain_flow(params_path=params_path, root=str(project), overrides=overrides, reasons=summary.decision["reasons"], git_commit=git_commit)
+    except BaseException:
+        run.record_retrain(client, summary, None, failed=True)
+        raise
+    return run.record_retrain(client, summary, retrained)
 
 
 if __name__ == "__main__":

@@ -30,9 +30,11 @@ from typing import IO, Sequence
 import httpx
 
 from finsent.config import Params, load_params
+from finsent.paths import Layout
+from finsent.errors import FinsentError
 
 
-class ServerError(RuntimeError):
+class ServerError(FinsentError, RuntimeError):
     """The Prefect server did not start or did not become healthy in time."""
 
 
@@ -203,7 +205,7 @@ def serve(
             raise ServerError("--no-server needs PREFECT_API_URL to name a running Prefect server")
     try:
         if start:
-            log_path = root / params.artifacts_dir / "prefect-server.log"
+            log_path = Layout.of(root, params).prefect_server_log
             log_path.parent.mkdir(parents=True, exist_ok=True)
             with open(log_path, "ab") as log:
                 server = start_server(host, port, log=log)

@@ -1,4 +1,8 @@
-"""The training flow: restore data -> validate -> prepare (train/dev/test) -> augment -> version -> train -> evaluate -> register.
+"""The training flow: restore data -> validate -> version -> prepare (train/dev/test) -> augment -> train -> evaluate -> register.
+
+Every stage writes into one run folder laid out by ``finsent.paths.RunLayout`` (the same layout that
+``dvc repro`` writes under ``artifacts/pipeline``); ``data/`` holds only labelled rows, so the data
+version is taken right after validation.
 
 Each task calls one library stage; retries sit only on the I/O that can fail transiently and is safe
 to repeat (reaching the tracking store, DVC pulls and pushes). Registration is not retried: a repeat
@@ -7,18 +11,23 @@ could register a second version.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from pathlib import Path
 
 from prefect import flow, task
 
-from finsent import augment, evaluate, prepare, register, registry, train, validate, versioning
+from finsent import augment, tracking
 from finsent.config import Params, load_params, replace
+from finsent.data import prepare, validate, versioning
+from finsent.evaluation import evaluate
+from finsent.paths import Layout, RunLayout
+from finsent.registry import register
+from finsent.registry.versions import RegistrationSummary
+from finsent.training import train
 
 
 @task(retries=2, retry_delay_seconds=5)
 def check_tracking_store(params: Params, root: Path) -> None:
-    registry.check_store(registry.resolve_tracking_uri(params.register, root))
+    tracking.check_store(tracking.resolve_tracking_uri(params.register, root))
 
 
 @task(retries=2, retry_delay_seconds=5)
@@ -27,8 +36,8 @@ def restore_data(params: Params, root: Path) -> versioning.DataVersion:
 
 
 @task
-def validate_data(params: Params, root: Path, run_dir: Path) -> dict:
-    return validate.run(params, root, run_dir / "validation.json")
+def validate_data(params: Params, root: Path, run: RunLayout) -> dict:
+    return validate.run(params, root, run.validation)
 
 
 @task(retries=2, retry_delay_seconds=5)
@@ -37,41 +46,40 @@ def version_data(params: Params, root: Path) -> versioning.DataVersion:
 
 
 @task
-def prepare_data(params: Params, root: Path, run_dir: Path) -> prepare.PrepareSummary:
-    return prepare.run(params.data, root, run_dir / "data", dev_path=root / params.data.data_dir / params.data.dev_file)
+def prepare_data(params: Params, root: Path, run: RunLayout) -> prepare.PrepareSummary:
+    return prepare.run(params.data, root, run.prepared.dir)
 
 
 @task
-def augment_data(params: Params, root: Path, prepared: prepare.PrepareSummary) -> augment.AugmentSummary:
+def augment_data(params: Params, prepared: prepare.PrepareSummary, run: RunLayout) -> augment.AugmentSummary:
     heldout = [prepared.dev_path, prepared.eval_path]
-    return augment.run(params.augment, prepared.train_path, heldout, root / params.data.data_dir / params.augment.output_file)
+    return augment.run(params.augment, prepared.train_path, heldout, run.augmented_train)
 
 
 @task
-def train_model(params: Params, augmented: augment.AugmentSummary, prepared: prepare.PrepareSummary, run_dir: Path) -> train.TrainSummary:
-    return train.run(params.train, augmented.output, run_dir / "train", dev_path=prepared.dev_path)
+def train_model(params: Params, augmented: augment.AugmentSummary, prepared: prepare.PrepareSummary, run: RunLayout) -> train.TrainSummary:
+    return train.run(params.train, augmented.output, run.train_dir, dev_path=prepared.dev_path)
 
 
 @task
-def evaluate_model(params: Params, trained: train.TrainSummary, prepared: prepare.PrepareSummary, run_dir: Path) -> evaluate.EvalSummary:
-    return evaluate.run(params.evaluate, trained.model_dir, prepared.eval_path, run_dir / "eval", params.train)
+def evaluate_model(params: Params, trained: train.TrainSummary, prepared: prepare.PrepareSummary, run: RunLayout) -> evaluate.EvalSummary:
+    return evaluate.run(params.evaluate, trained.model_dir, prepared.eval_path, run.eval_dir, params.train)
 
 
 @task
 def register_model(
     params: Params,
     root: Path,
-    run_dir: Path,
+    run: RunLayout,
     prepared: prepare.PrepareSummary,
-    evaluated: evaluate.EvalSummary,
     data_version: versioning.DataVersion,
     validation: dict,
     augmented: augment.AugmentSummary,
-) -> registry.RegistrationSummary:
+) -> RegistrationSummary:
     return register.run(
-        params, root, run_dir / "train", Path(evaluated.out_dir), Path(prepared.eval_path), data_version, validation,
+        params, root, run.train_dir, run.eval_dir, Path(prepared.eval_path), data_version, validation,
         extra_tags={
-            "run_dir": str(run_dir),
+            "run_dir": str(run.dir),
             "augment.md5": augmented.md5,
             "augment.rows_added": str(augmented.rows_added),
             "dev.rows": str(prepared.dev_rows),
@@ -79,25 +87,20 @@ def register_model(
     )
 
 
-def new_run_dir(params: Params, root: Path) -> Path:
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
-    return Path(root).resolve() / params.artifacts_dir / "runs" / stamp
-
-
 @flow(name="finsent-training", log_prints=True)
-def training_flow(params_path: str = "params.yaml", root: str = ".", overrides: dict | None = None) -> registry.RegistrationSummary:
+def training_flow(params_path: str = "params.yaml", root: str = ".", overrides: dict | None = None) -> RegistrationSummary:
     project = Path(root).resolve()
     params = replace(load_params(project / params_path), **(overrides or {}))
-    run_dir = new_run_dir(params, project)
+    run = Layout.of(project, params).new_run()
     check_tracking_store(params, project)
     restore_data(params, project)
-    validation = validate_data(params, project, run_dir)
-    prepared = prepare_data(params, project, run_dir)
-    augmented = augment_data(params, project, prepared)
+    validation = validate_data(params, project, run)
     data_version = version_data(params, project)
-    trained = train_model(params, augmented, prepared, run_dir)
-    evaluated = evaluate_model(params, trained, prepared, run_dir)
-    return register_model(params, project, run_dir, prepared, evaluated, data_version, validation, augmented)
+    prepared = prepare_data(params, project, run)
+    augmented = augment_data(params, prepared, run)
+    trained = train_model(params, augmented, prepared, run)
+    evaluate_model(params, trained, prepared, run)
+    return register_model(params, project, run, prepared, data_version, validation, augmented)
 
 
 if __name__ == "__main__":

@@ -12,14 +12,17 @@ from pathlib import Path
 from prefect import flow, task
 from prefect.futures import wait
 
-from finsent import augment, prepare, tune
+from finsent import augment
 from finsent.config import Params, load_params, replace
-from flows.training import augment_data, check_tracking_store, new_run_dir, prepare_data, restore_data, validate_data, version_data
+from finsent.data import prepare
+from finsent.paths import Layout
+from finsent.training import tune
+from flows.training import augment_data, check_tracking_store, prepare_data, restore_data, validate_data, version_data
 
 
 @task(retries=2, retry_delay_seconds=5)
-def open_search(params: Params, root: Path, data_version) -> tune.Search:
-    return tune.open_search(params, root, data_version.to_tags())
+def open_search(params: Params, root: Path, data_version, augmented: augment.AugmentSummary) -> tune.Search:
+    return tune.open_search(params, root, data_version.to_tags(), derived_md5=augmented.md5)
 
 
 @task
@@ -36,15 +39,15 @@ def finish_search(params: Params, root: Path, search: tune.Search, params_path: 
 def tuning_flow(params_path: str = "params.yaml", root: str = ".", overrides: dict | None = None) -> tune.SearchSummary:
     project = Path(root).resolve()
     params = replace(load_params(project / params_path), **(overrides or {}))
-    run_dir = new_run_dir(params, project)
+    run = Layout.of(project, params).new_run()
     with tune.search_lock(project, params):
         check_tracking_store(params, project)
         restore_data(params, project)
-        validate_data(params, project, run_dir)
-        prepared = prepare_data(params, project, run_dir)
-        augmented = augment_data(params, project, prepared)
+        validate_data(params, project, run)
         data_version = version_data(params, project)
-        search = open_search(params, project, data_version)
+        prepared = prepare_data(params, project, run)
+        augmented = augment_data(params, prepared, run)
+        search = open_search(params, project, data_version, augmented)
         for size in tune.waves(search.trials_left, params.tune.parallel_trials):
             wait([run_trial.submit(params, project, search, augmented, prepared) for _ in range(size)])
         return finish_search(params, project, search, project / params_path)

@@ -38,7 +38,7 @@ _load_test_helpers()
 def tokenizer():
     from transformers import AutoTokenizer
 
-    from finsent.model import packaged_encoder_path
+    from finsent.training.model import packaged_encoder_path
 
     return AutoTokenizer.from_pretrained(packaged_encoder_path())
 
@@ -71,20 +71,20 @@ def tiny_model_dir(tmp_path_factory, tokenizer) -> Path:
 
 @pytest.fixture(scope="session")
 def tfns_train() -> pd.DataFrame:
-    from finsent.data import read_dataset
+    from finsent.data.frames import read_dataset
 
     return read_dataset(TFNS / "sent_train.csv")
 
 
 @pytest.fixture(scope="session")
 def tfns_valid() -> pd.DataFrame:
-    from finsent.data import read_dataset
+    from finsent.data.frames import read_dataset
 
     return read_dataset(TFNS / "sent_valid.csv")
 
 
 def _sample(df: pd.DataFrame, n: int, seed: int = 0) -> pd.DataFrame:
-    from finsent.data import stratified_sample
+    from finsent.data.frames import stratified_sample
 
     return stratified_sample(df, n, seed)[["text", "label"]]
 

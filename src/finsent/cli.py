@@ -12,30 +12,22 @@ from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-import yaml
 
 from finsent.env import apply_quiet_offline
-
-PIPELINE_DIR = "pipeline"  # fixed stage outputs under artifacts/, for dvc.yaml
-
-
-def parse_overrides(pairs: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """``["train.epochs=1", "data.max_train_rows=500"]`` -> ``{"train": {"epochs": 1}, ...}``."""
-    out: dict[str, dict[str, Any]] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        section, dot, field = key.partition(".")
-        if not sep or not dot:
-            raise SystemExit(f"finsent: --set expects section.key=value, got {pair!r}")
-        out.setdefault(section, {})[field] = yaml.safe_load(value)
-    return out
+from finsent.errors import FinsentError
 
 
 def load(args: argparse.Namespace):
-    from finsent.config import load_params, replace
+    from finsent.config import load_params, parse_overrides, replace
 
     root = Path(args.root).resolve()
     return root, replace(load_params(root / args.params), **parse_overrides(args.set or []))
+
+
+def overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    from finsent.config import parse_overrides
+
+    return parse_overrides(args.set or [])
 
 
 def emit(value: Any) -> None:
@@ -52,77 +44,78 @@ def cmd_train(args: argparse.Namespace) -> None:
     from flows.training import training_flow
 
     load(args)  # fail on bad params before Prefect starts
-    emit(training_flow(params_path=args.params, root=args.root, overrides=parse_overrides(args.set or [])))
+    emit(training_flow(params_path=args.params, root=args.root, overrides=overrides(args)))
 
 
 def cmd_tune(args: argparse.Namespace) -> None:
     """Run the Prefect tuning flow: an Optuna search on the dev split; the best values go into a params file."""
     from finsent.config import load_params, replace
 
-    overrides = parse_overrides(args.set or [])
+    sections = overrides(args)
     if args.trials is not None:
-        overrides.setdefault("tune", {})["n_trials"] = args.trials
+        sections.setdefault("tune", {})["n_trials"] = args.trials
     if args.parallel is not None:
-        overrides.setdefault("tune", {})["parallel_trials"] = args.parallel
-    replace(load_params(Path(args.root).resolve() / args.params), **overrides)  # bad params fail before Prefect is imported
+        sections.setdefault("tune", {})["parallel_trials"] = args.parallel
+    replace(load_params(Path(args.root).resolve() / args.params), **sections)  # bad params fail before Prefect is imported
     from flows.tuning import tuning_flow
 
-    emit(tuning_flow(params_path=args.params, root=args.root, overrides=overrides))
+    emit(tuning_flow(params_path=args.params, root=args.root, overrides=sections))
 
 
 def cmd_stage(args: argparse.Namespace) -> None:
-    """One stage with fixed paths under artifacts/pipeline: what dvc.yaml runs. Each stage imports
-    only its own module: the data stages start in a second instead of loading torch and MLflow."""
+    """One stage in the run folder ``artifacts/pipeline``, laid out like a flow run (``finsent.paths``):
+    what dvc.yaml runs. Each stage imports only its own module: the data stages start in a second
+    instead of loading torch and MLflow."""
+    from finsent.paths import Layout
+
     root, p = load(args)
-    out = root / p.artifacts_dir / PIPELINE_DIR
-    dev = out / "data" / "dev.csv"
-    dev = dev if dev.is_file() else None  # prepare writes none when data.dev_fraction is 0
+    run = Layout.of(root, p).pipeline
     if args.stage == "validate":
-        from finsent import validate, versioning
+        from finsent.data import validate, versioning
 
         versioning.ensure_data(root, p.data)
-        emit(validate.run(p, root, out / "validation.json"))
+        emit(validate.run(p, root, run.validation))
     elif args.stage == "prepare":
-        from finsent import prepare
+        from finsent.data import prepare
 
-        emit(prepare.run(p.data, root, out / "data"))
+        emit(prepare.run(p.data, root, run.prepared.dir))
     elif args.stage == "augment":
         from finsent import augment
 
-        heldout = [dev, out / "data" / "eval.csv"]
-        emit(augment.run(p.augment, out / "data" / "train.csv", heldout, out / "augmented" / "train.csv").to_dict())
+        heldout = [run.prepared.dev_if_any(), run.prepared.eval]
+        emit(augment.run(p.augment, run.prepared.train, heldout, run.augmented_train).to_dict())
     elif args.stage == "train":
-        from finsent import train
+        from finsent.training import train
 
-        emit(train.run(p.train, out / "augmented" / "train.csv", out / "train", dev_path=dev))
+        emit(train.run(p.train, run.augmented_train, run.train_dir, dev_path=run.prepared.dev_if_any()))
     elif args.stage == "evaluate":
-        from finsent import evaluate
+        from finsent.evaluation import evaluate
 
-        emit(evaluate.run(p.evaluate, out / "train" / "model", out / "data" / "eval.csv", out / "eval", p.train))
+        emit(evaluate.run(p.evaluate, run.model_dir, run.prepared.eval, run.eval_dir, p.train))
     elif args.stage == "register":
-        from finsent import register, versioning
+        from finsent import files
+        from finsent.data import versioning
+        from finsent.registry import register
 
-        validation = json.loads((out / "validation.json").read_text())
-        summary = register.run(
-            p, root, out / "train", out / "eval", out / "data" / "eval.csv", versioning.current_version(root), validation
-        )
-        (out / "registration.json").write_text(json.dumps(asdict(summary), indent=2))
+        validation = json.loads(run.validation.read_text())
+        summary = register.run(p, root, run.train_dir, run.eval_dir, run.prepared.eval, versioning.current_version(root), validation)
+        files.write_json(run.registration, asdict(summary))
         emit(summary)
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
+    import mlflow
     import pandas as pd
 
-    from finsent import registry
-    from finsent.registry import CHAMPION
-
-    import mlflow
+    from finsent import tracking
+    from finsent.registry import versions
+    from finsent.registry.versions import CHAMPION
 
     root, p = load(args)
-    client = registry.connect(p.register, root)
+    client = tracking.connect(p.register, root)
     alias = args.alias or CHAMPION
-    if registry.alias_version(client, p.register.model_name, alias) is None:
-        raise registry.RegistryError(f"no model has the alias {alias!r} in {p.register.model_name!r}: train one first (make run)")
+    if versions.alias_version(client, p.register.model_name, alias) is None:
+        raise tracking.RegistryError(f"no model has the alias {alias!r} in {p.register.model_name!r}: train one first (make run)")
     model = mlflow.pyfunc.load_model(f"models:/{p.register.model_name}@{alias}")
     texts = args.text or [line.rstrip("\n") for line in sys.stdin if line.strip()]
     result = model.predict(pd.DataFrame({"text": texts}))
@@ -134,18 +127,20 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
 
 def cmd_data_add(args: argparse.Namespace) -> None:
-    from finsent import validate, versioning
-    from finsent.data import read_table
+    from finsent.data import validate, versioning
+    from finsent.data.frames import read_table
+    from finsent.paths import Layout
 
     root, p = load(args)
+    layout = Layout.of(root, p)
     versioning.ensure_data(root, p.data)
     path = Path(args.file)
-    eval_raw = read_table(root / p.data.data_dir / p.data.eval_file)
+    eval_raw = read_table(layout.eval_file)
     report = validate.validate_file(path, eval_raw, p.validate)
     if not report.success:
         kept = None
         if path.is_file():
-            kept = versioning.quarantine(path, root / p.data.quarantine_dir, json.dumps(report.to_dict(), indent=2, default=str))
+            kept = versioning.quarantine(path, layout.quarantine_dir, json.dumps(report.to_dict(), indent=2, default=str))
         raise validate.ValidationError([report], [str(kept)] if kept else None)
     name = args.name or path.stem
     version = versioning.add_batch(root, p.data, path, name, git_commit=not args.no_git_commit)
@@ -153,29 +148,31 @@ def cmd_data_add(args: argparse.Namespace) -> None:
 
 
 def cmd_data_status(args: argparse.Namespace) -> None:
-    from finsent import versioning
+    from finsent.data import versioning
 
     root, p = load(args)
     emit({"version": versioning.current_version(root).to_dict(), "in_sync": versioning.is_in_sync(root)})
 
 
 def cmd_data_checkout(args: argparse.Namespace) -> None:
-    from finsent import registry, versioning
+    from finsent import tracking
+    from finsent.data import versioning
+    from finsent.registry import versions
 
     root, p = load(args)
     md5 = args.version
     if md5.isdigit():  # a model version: restore the data it was trained on
-        client = registry.connect(p.register, root)
-        tags = registry.get_version(client, p.register.model_name, md5).tags
+        client = tracking.connect(p.register, root)
+        tags = versions.get_version(client, p.register.model_name, md5).tags
         if "data.dvc_md5" not in tags:
-            raise registry.RegistryError(f"model version {md5} records no data version")
+            raise tracking.RegistryError(f"model version {md5} records no data version")
         md5 = tags["data.dvc_md5"]
     # Progress to stderr: stdout is the JSON result.
     emit(versioning.checkout_version(root, p.data, md5, log=lambda message: print(message, file=sys.stderr)).to_dict())
 
 
 def cmd_data_init(args: argparse.Namespace) -> None:
-    from finsent import versioning
+    from finsent.data import versioning
 
     root, p = load(args)
     emit(versioning.ensure_data(root, p.data).to_dict())
@@ -185,7 +182,7 @@ def cmd_data_init(args: argparse.Namespace) -> None:
 
 
 def cmd_registry(args: argparse.Namespace) -> None:
-    from finsent import registry_ops
+    from finsent.registry import ops as registry_ops
 
     root, p = load(args)
     if args.action == "history":
@@ -205,7 +202,7 @@ def cmd_registry(args: argparse.Namespace) -> None:
 
 def input_file(path: str) -> Path:
     """A batch file named on the command line: relative to the current folder, checked before any model loads."""
-    from finsent.data import DataError
+    from finsent.data.frames import DataError
 
     file = Path(path).resolve()
     if not file.is_file():
@@ -215,54 +212,46 @@ def input_file(path: str) -> Path:
 
 def cmd_score(args: argparse.Namespace) -> None:
     """Score a news batch with the champion into the predictions store (no Prefect: one transaction)."""
-    from finsent import batch, monitor
-    from finsent.registry import CHAMPION
+    from finsent.monitoring import batch
+    from finsent.monitoring.champion import load_champion
+    from finsent.monitoring.store import open_store
+    from finsent.registry.versions import CHAMPION
 
     root, p = load(args)
     file = input_file(args.file)
-    champion = monitor.load_champion(p, root, alias=args.alias or CHAMPION)
-    engine = monitor.open_store(p.monitor, root)
+    champion = load_champion(p, root, alias=args.alias or CHAMPION)
+    engine = open_store(p.monitor, root)
     emit(batch.run(p.monitor, champion.scorer, file, engine, model_name=champion.name, model_version=champion.version))
 
 
 def cmd_monitor_index(args: argparse.Namespace) -> None:
     """Per-ticker, per-day counts and net sentiment from the store, alerts, and a plot."""
-    from finsent import monitor, sentiment_index
+    from finsent.monitoring import sentiment_index
+    from finsent.monitoring.store import open_store
+    from finsent.paths import Layout
 
     root, p = load(args)
-    out = Path(args.out).resolve() if args.out else root / p.artifacts_dir / "monitoring" / "index"
-    summary = sentiment_index.run(p.monitor, monitor.open_store(p.monitor, root), out, start=args.start, end=args.end, plot_format=args.format)
+    out = Path(args.out).resolve() if args.out else Layout.of(root, p).index_dir
+    summary = sentiment_index.run(p.monitor, open_store(p.monitor, root), out, start=args.start, end=args.end, plot_format=args.format)
     emit({**json.loads(Path(summary.json_path).read_text()), "json_path": summary.json_path, "plot_path": summary.plot_path})
 
 
 def cmd_monitor_drift(args: argparse.Namespace) -> None:
     """Drift of a batch file against the champion's training data; the verdict is printed and logged to
     MLflow. The batch is scored but not stored, and the retrain history is not touched."""
-    from finsent import batch, drift, monitor, registry
-    from finsent.data import DataError
+    from finsent import tracking
+    from finsent.monitoring import run
+    from finsent.monitoring.champion import load_champion
+    from finsent.paths import Layout
 
     root, p = load(args)
     file = input_file(args.file)
-    client = registry.connect(p.register, root)
-    champion = monitor.load_champion(p, root, client=client)
-    news = batch.read_batch(file, p.monitor)
-    current = batch.score_frame(champion.scorer, news.frame)[["text", "predicted", "label"]]
-    cache = monitor.reference_dir(p, root, champion)
-    reference = monitor.champion_reference(client, champion, cache)
-    out = Path(args.out).resolve() if args.out else monitor.new_out_dir(p, root, kind="drift")
-    try:
-        summary = drift.run(
-            p.drift, reference, current, out, model=champion.scorer.model, tokenizer=champion.scorer.tokenizer,
-            baseline_macro_f1=champion.baseline_macro_f1, reference_cache=cache / "outputs.npz",
-        )
-    except drift.DriftError as exc:
-        raise DataError(f"{file}: {exc}") from exc
-    tags, metrics = monitor.verdict_tags_and_metrics(summary.verdict, None)
-    tags.update({"kind": "adhoc", "file": str(file), "model_name": champion.name, "champion.version": champion.version})
-    metrics.update({"window_rows": float(len(current)), "rows_skipped": float(news.rows_skipped)})
-    run_id = monitor.log_monitoring_run(client, p, root, run_name=f"drift-{out.name}", tags=tags, metrics=metrics, artifact_dir=out)
-    emit({"verdict": summary.verdict, "paths": summary.paths, "rows_skipped": news.skipped, "champion_version": champion.version, "mlflow_run_id": run_id})
-    if args.fail_on_drift and summary.verdict["drift"]:
+    client = tracking.connect(p.register, root)
+    champion = load_champion(p, root, client=client)
+    out = Path(args.out).resolve() if args.out else Layout.of(root, p).new_monitoring_dir("drift")
+    result = run.drift_check_file(p, root, client, champion, file, out)
+    emit(result)
+    if args.fail_on_drift and result["verdict"]["drift"]:
         raise SystemExit(1)
 
 
@@ -273,7 +262,7 @@ def cmd_monitor_run(args: argparse.Namespace) -> None:
     root, _ = load(args)  # fail on bad params before Prefect starts
     path = str(input_file(args.file)) if args.file else None
     summary = monitoring_flow(
-        path=path, params_path=args.params, root=str(root), overrides=parse_overrides(args.set or []),
+        path=path, params_path=args.params, root=str(root), overrides=overrides(args),
         retrain=not args.no_retrain, git_commit=not args.no_git_commit,
     )
     emit(summary.to_dict())
@@ -371,34 +360,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# Errors that mean bad input or a service that is down: exit code 2 with the message, no traceback.
-EXPECTED_ERRORS = {
-    "finsent.config": "ConfigError",
-    "finsent.data": "DataError",
-    "finsent.model": "ModelError",
-    "finsent.registry": "RegistryError",
-    "finsent.validate": "ValidationError",
-    "finsent.versioning": "VersioningError",
-    "finsent.store": "StoreError",
-    "finsent.tune": "TuneError",
-    "flows.serve": "ServerError",
-}
-
-
-def expected_errors() -> tuple[type[Exception], ...]:
-    """The expected error classes of the modules loaded so far (a command cannot raise the error of a
-    module it never imported), so that no command pays for importing torch or Prefect to catch them."""
-    return tuple(getattr(sys.modules[module], name) for module, name in EXPECTED_ERRORS.items() if module in sys.modules)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     apply_quiet_offline()
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except Exception as exc:
-        if not isinstance(exc, expected_errors()):
-            raise
+    except FinsentError as exc:  # bad input or a service that is down: one line, no traceback
         print(f"finsent: error: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -20,10 +20,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from finsent.behaviour import TEST_TYPES, BehaviourResult
-from finsent.config import LABELS, Params, load_params, replace
-from finsent.data import read_dataset
-from finsent.serving import PROBABILITY_COLUMNS
+from finsent.evaluation.behaviour import TEST_TYPES, BehaviourResult
+from finsent.vocabulary import LABELS
+from finsent.config import Params, load_params, replace
+from finsent.data.frames import read_dataset
+from finsent.vocabulary import PROBABILITY_COLUMNS
 
 MODEL = "finsent-sentiment"
 # The synthetic probabilities put 0.9 on the predicted class, so ECE is |accuracy - 0.9|: a bound of 1
@@ -78,7 +79,7 @@ def write_model_dirs(
 ) -> tuple[Path, Path]:
     """data/train.csv, train_dir (model/, train_summary.json) and eval_dir (metrics.json,
     predictions.csv) as the prepare, train and evaluate stages write them."""
-    from finsent.evaluate import compute_metrics
+    from finsent.evaluation.evaluate import compute_metrics
 
     train_dir, eval_dir = out / "train", out / "eval"
     (out / "data").mkdir(parents=True)
@@ -100,8 +101,8 @@ def write_model_dirs(
 
 def register_synthetic(root: Path, model_dir: Path, share: float, swap: int = 0, p: Params | None = None, tag: str = ""):
     """Register one synthetic model that is right on ``share`` of each class; returns the summary."""
-    from finsent import register, versioning
-
+    from finsent.registry import register
+    from finsent.data import versioning
     p = p or relaxed_params(root)
     path = eval_path(root, p)
     eval_df = read_dataset(path)
@@ -121,7 +122,7 @@ def client_for(root: Path):
 
 
 def champion(root: Path) -> str | None:
-    from finsent.registry import CHAMPION, alias_version
+    from finsent.registry.versions import CHAMPION, alias_version
 
     return alias_version(client_for(root), MODEL, CHAMPION)
 
@@ -153,7 +154,7 @@ def _child(spec: dict) -> None:
     from finsent.env import apply_quiet_offline
 
     apply_quiet_offline()
-    import finsent.register  # noqa: F401 - import before the start, so both processes register together
+    import finsent.registry.register  # noqa: F401 - import before the start, so both processes register together
 
     root, start = Path(spec["root"]), Path(spec["start_file"])
     p = relaxed_params(root)
@@ -173,9 +174,9 @@ def hold_at_lock_until_all_arrive(barrier_dir: Path, tag: str, parties: int, tim
     any of them takes it, so the decisions are certain to race, however slow the machine."""
     import contextlib
 
-    from finsent import registry
 
-    real_lock = registry.promotion_lock
+    from finsent.registry import versions
+    real_lock = versions.promotion_lock
 
     @contextlib.contextmanager
     def lock_after_barrier(*args, **kwargs):
@@ -189,7 +190,7 @@ def hold_at_lock_until_all_arrive(barrier_dir: Path, tag: str, parties: int, tim
         with real_lock(*args, **kwargs):
             yield
 
-    registry.promotion_lock = lock_after_barrier
+    versions.promotion_lock = lock_after_barrier
 
 
 if __name__ == "__main__":

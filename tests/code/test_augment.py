@@ -33,8 +33,8 @@ from finsent.augment.overlap import jaccard, word_set
 from finsent.augment.stage import keep_variant, preserves_direction
 from finsent.augment.synonyms import synonym_replace
 from finsent.config import AUGMENTERS, AugmentParams, ConfigError, from_dict
-from finsent.data import DataError
-from finsent.validate import normalise_text
+from finsent.data.frames import DataError
+from finsent.data.validate import normalise_text
 
 BEARISH, BULLISH, NEUTRAL = 0, 1, 2
 SEEDS = range(60)
@@ -504,7 +504,7 @@ def tiny_translation_model(tmp_path_factory):
     import torch
     from transformers import AutoTokenizer, MarianConfig, MarianMTModel
 
-    from finsent.model import packaged_encoder_path
+    from finsent.training.model import packaged_encoder_path
 
     tokenizer = AutoTokenizer.from_pretrained(packaged_encoder_path())
     torch.manual_seed(0)
@@ -555,7 +555,7 @@ def test_backtranslator_round_trips_through_local_models(tiny_translation_model)
 
 def test_backtranslator_needs_a_local_model(tmp_path):
     from finsent.augment.backtranslate import BackTranslator
-    from finsent.model import ModelError
+    from finsent.training.model import ModelError
 
     with pytest.raises(ModelError, match="config.json"):
         BackTranslator(tmp_path / "missing", tmp_path / "missing")

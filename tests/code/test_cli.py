@@ -3,8 +3,9 @@
 import pandas as pd
 import pytest
 
-from finsent.cli import main, parse_overrides
-from finsent.versioning import ensure_data, recorded_md5
+from finsent.cli import main
+from finsent.config import parse_overrides
+from finsent.data.versioning import ensure_data, recorded_md5
 
 
 def run_cli(project, *args):
@@ -74,10 +75,26 @@ def test_predict_without_champion_is_a_clear_error(project, capsys, monkeypatch)
     assert "champion" in capsys.readouterr().err
 
 
+EXPECTED_ERRORS = {  # the errors the CLI reports as one line: every one is a FinsentError
+    "finsent.config": "ConfigError",
+    "finsent.data.frames": "DataError",
+    "finsent.training.model": "ModelError",
+    "finsent.tracking": "RegistryError",
+    "finsent.data.validate": "ValidationError",
+    "finsent.data.versioning": "VersioningError",
+    "finsent.monitoring.store": "StoreError",
+    "finsent.training.tune": "TuneError",
+    "finsent.augment.lexicon": "LexiconError",
+    "finsent.monitoring.drift": "DriftError",
+    "flows.serve": "ServerError",
+}
+
+
 def test_every_expected_error_names_a_real_exception_class():
     import importlib
 
-    from finsent.cli import EXPECTED_ERRORS
+    from finsent.errors import FinsentError
 
     for module, name in EXPECTED_ERRORS.items():
         assert issubclass(getattr(importlib.import_module(module), name), Exception), f"{module}.{name}"
+        assert issubclass(getattr(importlib.import_module(module), name), FinsentError), f"{module}.{name}"

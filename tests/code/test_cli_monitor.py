@@ -11,10 +11,11 @@ import pandas as pd
 import pytest
 from sqlalchemy import func, select
 
-from finsent import monitor
+from finsent.monitoring import history
+from finsent.monitoring.store import open_store
 from finsent.cli import main
 from finsent.config import MonitorParams
-from finsent.store import predictions
+from finsent.monitoring.store import predictions
 
 DRIFT_SETTINGS = ["--set", "drift.max_rows=300", "--set", "drift.embedding_plot_rows=60", "--set", "drift.min_labelled_rows=50"]
 
@@ -36,7 +37,7 @@ def news_batch(project: Path, tfns_valid: pd.DataFrame, path: Path, rows: int) -
 
 
 def stored_rows(project: Path) -> int:
-    engine = monitor.open_store(MonitorParams(), project)
+    engine = open_store(MonitorParams(), project)
     with engine.connect() as conn:
         return conn.execute(select(func.count()).select_from(predictions)).scalar_one()
 

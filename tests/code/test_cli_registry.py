@@ -3,14 +3,11 @@ on a throw-away project with its own git repo, DVC remote and SQLite MLflow stor
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-from finsent import versioning
+from finsent.data import versioning
 from finsent.cli import main
 
 

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from finsent import cls_forward
-from finsent.features import encode_texts, pad_batch
-from finsent.score import predict_proba_encoded
+from finsent.training import cls_forward
+from finsent.training.features import encode_texts, pad_batch
+from finsent.training.score import predict_proba_encoded
 
 TEXTS = ["$AAPL beats estimates", "Stocks slump as yields jump after the Fed minutes show more hikes ahead", "ok", "Acme cut to sell at Foo Securities; PT lowered to $12 from $18"]
 

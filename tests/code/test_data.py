@@ -1,7 +1,7 @@
 import pandas as pd
 import pytest
 
-from finsent.data import DataError, normalise_labels, read_dataset, stratified_sample, write_dataset
+from finsent.data.frames import DataError, normalise_labels, read_dataset, stratified_sample, write_dataset
 
 
 def test_reads_csv_and_maps_label_names(tmp_path):

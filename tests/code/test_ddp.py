@@ -14,8 +14,8 @@ import torch
 import yaml
 
 from finsent.config import TrainParams
-from finsent.data import stratified_sample
-from finsent.train import shard
+from finsent.data.frames import stratified_sample
+from finsent.training.train import shard
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 
@@ -63,8 +63,8 @@ def ddp_setup(tmp_path_factory, tokenizer, tfns_train, tfns_valid):
 
 
 def test_two_gloo_processes_match_one_process(ddp_setup):
-    from finsent.model import load_classifier
-    from finsent.train import run
+    from finsent.training.model import load_classifier
+    from finsent.training.train import run
 
     root, p = ddp_setup
     single = run(p, root / "train.csv", root / "single", log=lambda _: None, dev_path=root / "dev.csv")
@@ -72,7 +72,7 @@ def test_two_gloo_processes_match_one_process(ddp_setup):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]), "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"}
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-        "-m", "finsent.distributed", "--params", str(root / "params.yaml"),
+        "-m", "finsent.training.distributed", "--params", str(root / "params.yaml"),
         "--train", str(root / "train.csv"), "--dev", str(root / "dev.csv"), "--out", str(root / "ddp"),
     ]
     done = subprocess.run(cmd, env=env, cwd=root, capture_output=True, text=True, timeout=300)
@@ -100,7 +100,7 @@ def test_two_gloo_processes_match_one_process(ddp_setup):
 def test_sharded_loss_gradients_equal_the_whole_batch_mean(tokenizer):
     """What DDP computes (the mean over processes of each shard's gradient) is the gradient of the
     whole batch's mean loss, with unequal and with empty shards."""
-    from finsent.features import encode_texts, pad_batch
+    from finsent.training.features import encode_texts, pad_batch
 
     model = no_dropout_bert(tokenizer)
     texts = [f"shares {w} after results" for w in ["jump", "fall", "hold", "soar", "sink"] * 7][:33]
@@ -136,7 +136,7 @@ def test_shard_splits_rows_across_processes():
 
 
 def test_distributed_entry_point_refuses_to_run_outside_torchrun(monkeypatch):
-    from finsent.distributed import main
+    from finsent.training.distributed import main
 
     monkeypatch.delenv("RANK", raising=False)
     with pytest.raises(SystemExit, match="torchrun"):

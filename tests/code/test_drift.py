@@ -12,11 +12,11 @@ import torch
 from sklearn.metrics import f1_score
 from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
-from finsent import drift
+from finsent.monitoring import drift
 from finsent.config import ConfigError, DriftParams, from_dict
-from finsent.drift import DriftError, champion_outputs, drift_report, split_word_share, text_shares
-from finsent.model import packaged_encoder_path
-from finsent.score import Scorer
+from finsent.monitoring.drift import DriftError, champion_outputs, drift_report, split_word_share, text_shares
+from finsent.training.model import packaged_encoder_path
+from finsent.training.score import Scorer
 
 # Small samples and a small t-SNE plot keep each report to a few seconds.
 P = DriftParams(max_rows=300, embedding_plot_rows=60, min_labelled_rows=50)

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from finsent.config import EvaluateParams, TrainParams
-from finsent.evaluate import compute_metrics, expected_calibration_error, flat_metrics, run
+from finsent.evaluation.evaluate import compute_metrics, expected_calibration_error, flat_metrics, run
 
 
 def test_ece_zero_when_confidence_matches_accuracy():

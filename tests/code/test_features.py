@@ -1,6 +1,6 @@
 import numpy as np
 
-from finsent.features import encode_texts, length_bucketed_batches, pad_batch, sorted_batches
+from finsent.training.features import encode_texts, length_bucketed_batches, pad_batch, sorted_batches
 
 
 def test_pad_batch_matches_tokenizer_padding(tokenizer):

@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from finsent.registry import CHALLENGER, CHAMPION
-from finsent.validate import ValidationError
-from finsent.versioning import recorded_md5
+from finsent.registry.versions import CHALLENGER, CHAMPION
+from finsent.data.validate import ValidationError
+from finsent.data.versioning import recorded_md5
 from tiny_settings import training_overrides as overrides
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -80,7 +80,7 @@ def test_failing_batch_stops_the_flow_and_registers_nothing(project, tiny_model_
 
 
 def test_unreachable_tracking_store_fails_before_training(project, tiny_model_dir, monkeypatch):
-    from finsent.registry import StoreUnavailable
+    from finsent.tracking import StoreUnavailable
     from flows.training import training_flow
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")

@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 from sklearn.metrics import confusion_matrix, f1_score
 
-from finsent import gate
-from finsent.behaviour import BehaviourResult
+from finsent.evaluation import gate
+from finsent.evaluation.behaviour import BehaviourResult
 from finsent.config import ConfigError, EvaluateParams, GateParams, load_params
-from finsent.gate import GateError, decide
+from finsent.evaluation.gate import GateError, decide
 
 N_ROWS = 2000
 EVAL = EvaluateParams()

@@ -10,9 +10,12 @@ import time
 
 import pytest
 
-from finsent import locks, registry
+from finsent import tracking
+
+from finsent.registry import locks
 from finsent.config import ConfigError, RegisterParams
-from finsent.registry import RegistryError, StoreUnavailable, promotion_lock
+from finsent.tracking import RegistryError, StoreUnavailable
+from finsent.registry.versions import promotion_lock
 from local_services import wait_for  # noqa: E402  (loaded by conftest.py)
 
 
@@ -85,7 +88,7 @@ def test_a_postgresql_tracking_store_locks_in_its_own_database(lock_db, tmp_path
 
 HOLDER = """
 import sys, time
-from finsent.registry import promotion_lock
+from finsent.registry.versions import promotion_lock
 with promotion_lock("", ".", lock_url=sys.argv[1], name="m"):
     print("held", flush=True)
     time.sleep(600)
@@ -124,4 +127,4 @@ def test_an_unreachable_lock_database_is_a_store_error_without_the_password(tmp_
         with promotion_lock("", tmp_path, lock_url=url, name="m", timeout_s=1):
             pass
     assert "secret" not in str(caught.value)
-    assert isinstance(caught.value, registry.RegistryError)
+    assert isinstance(caught.value, tracking.RegistryError)

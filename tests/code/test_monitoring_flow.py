@@ -12,10 +12,13 @@ import pandas as pd
 import pytest
 from sqlalchemy import func, select
 
-from finsent import monitor
+from finsent.monitoring import history
+from finsent.paths import RunLayout
+from finsent.monitoring.store import open_store
 from finsent.config import MonitorParams
-from finsent.registry import CHAMPION, RegistryError
-from finsent.store import batches, predictions
+from finsent.registry.versions import CHAMPION
+from finsent.tracking import RegistryError
+from finsent.monitoring.store import batches, predictions
 from tiny_settings import training_overrides
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -71,7 +74,7 @@ def test_monitoring_scores_reports_drift_and_retrains_on_new_labels(project, tin
     [scored] = summary.scoring
     assert scored["rows_scored"] == 150 and scored["rows_skipped"] == 3
     assert scored["skipped"] == {"empty_text": 1, "bad_published_at": 1, "bad_label": 1}
-    engine = monitor.open_store(MonitorParams(), project)  # the default store URL, under the project
+    engine = open_store(MonitorParams(), project)  # the default store URL, under the project
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(predictions)).scalar_one() == 150
         versions = conn.execute(select(predictions.c.model_version).distinct()).scalars().all()
@@ -118,18 +121,19 @@ def test_monitoring_scores_reports_drift_and_retrains_on_new_labels(project, tin
     champion = str(client.get_model_version_by_alias("finsent-sentiment", CHAMPION).version)
     assert champion == ("2" if registration["promoted"] else "1")
     trained_on = pd.read_csv(mlflow.artifacts.download_artifacts(run_id=registration["run_id"], artifact_path="data/train.csv"))
-    dev = pd.read_csv(project / "data" / "splits" / "dev.csv")
+    run_dir = client.get_run(registration["run_id"]).data.tags["run_dir"]
+    dev = pd.read_csv(RunLayout(Path(run_dir)).prepared.dev)
     new_texts = set(pd.read_csv(added)["text"])
     # The new labels were trained on, but for those the dev split drew to judge the training.
     assert new_texts <= set(trained_on["text"]) | set(dev["text"])
     assert len(new_texts & set(trained_on["text"])) > 0.8 * len(new_texts)
     assert run.info.run_id == summary.mlflow_run_id
     assert client.get_run(summary.mlflow_run_id).data.tags["retrain.version"] == "2"
-    [retrain] = monitor.read_retrains(engine)
+    [retrain] = history.read_retrains(engine)
     assert retrain["status"] == "registered" and retrain["model_version"] == "2"
     assert "new_labels" in retrain["reasons"].split(",")  # drift may fire too on this small batch
-    assert monitor.pending_labels(engine).empty  # each label is handed to training once
-    assert [w.signals_fired for w in monitor.read_windows(engine)] == [tuple(verdict["signals_fired"])]
+    assert history.pending_labels(engine).empty  # each label is handed to training once
+    assert [w.signals_fired for w in history.read_windows(engine)] == [tuple(verdict["signals_fired"])]
 
     # The next hourly run finds nothing new in the inbox and loads no model.
     again = monitoring_flow(root=str(project), overrides=overrides(tiny_model_dir))
@@ -144,6 +148,6 @@ def test_monitoring_without_a_champion_is_a_clear_error(project, tfns_valid, mon
     batch_file = news_batch(project, tfns_valid, tmp_path / "news.csv", rows=30)
     with pytest.raises(RegistryError, match="alias 'champion'"):
         monitoring_flow(path=str(batch_file), root=str(project))
-    engine = monitor.open_store(MonitorParams(), project)
+    engine = open_store(MonitorParams(), project)
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(predictions)).scalar_one() == 0

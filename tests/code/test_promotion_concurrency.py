@@ -3,7 +3,6 @@ same SQLite MLflow store at the same moment. The promotion lock must judge them 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -12,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from finsent import registry_ops, versioning
-from finsent.registry import CHALLENGER, CHAMPION
+from finsent.registry import ops as registry_ops
+
+from finsent.data import versioning
+from finsent.registry.versions import CHALLENGER, CHAMPION
 
 
 import registry_synthetic as rs  # noqa: E402  (loaded by conftest.py)

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from finsent.config import ConfigError, TrainParams
-from finsent.recipe import (
+from finsent.training.recipe import (
     DevSelection,
     average_states,
     class_weights,

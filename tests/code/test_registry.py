@@ -3,7 +3,7 @@ import time
 import pytest
 
 from finsent.config import RegisterParams
-from finsent.registry import StoreUnavailable, check_store, frame_sha256, resolve_tracking_uri
+from finsent.tracking import StoreUnavailable, check_store, frame_sha256, resolve_tracking_uri
 
 
 def test_unreachable_server_fails_fast_with_a_clear_message():

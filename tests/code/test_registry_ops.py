@@ -3,16 +3,17 @@ SQLite store; the models are synthetic (see registry_synthetic.py), the registry
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-from finsent import register, registry_ops, versioning
-from finsent.data import read_dataset
-from finsent.registry import CHALLENGER, CHAMPION, RegistryError
+from finsent.registry import register, ops as registry_ops
+
+from finsent.data import versioning
+from finsent.data.frames import read_dataset
+from finsent.registry.versions import CHALLENGER, CHAMPION
+from finsent.tracking import RegistryError
 
 
 import registry_synthetic as rs  # noqa: E402  (loaded by conftest.py)

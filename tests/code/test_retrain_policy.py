@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from finsent.config import ConfigError, RetrainPolicyParams, from_dict
-from finsent.retrain_policy import WindowVerdict, decide_retrain
+from finsent.monitoring.retrain_policy import WindowVerdict, decide_retrain
 
 NOW = datetime(2024, 6, 10, 12, 0, tzinfo=timezone.utc)
 P = RetrainPolicyParams(

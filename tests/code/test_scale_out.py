@@ -13,8 +13,8 @@ import pytest
 import sqlalchemy
 
 import local_services as services  # noqa: E402  (loaded by conftest.py)
-from finsent import versioning
-from finsent.registry import CHALLENGER, CHAMPION
+from finsent.data import versioning
+from finsent.registry.versions import CHALLENGER, CHAMPION
 from tiny_settings import training_overrides
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]  # starts an MLflow server

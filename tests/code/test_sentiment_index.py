@@ -9,10 +9,10 @@ from datetime import datetime, timezone
 import pandas as pd
 import pytest
 
-from finsent import sentiment_index
+from finsent.monitoring import sentiment_index
 from finsent.config import MonitorParams
-from finsent.sentiment_index import daily_index, find_alerts, index_records, plot_index
-from finsent.store import BatchMeta, append_batch, make_engine
+from finsent.monitoring.sentiment_index import daily_index, find_alerts, index_records, plot_index
+from finsent.monitoring.store import BatchMeta, append_batch, make_engine
 
 P = MonitorParams(alert_threshold=0.5, alert_min_count=2, alert_window_days=3)
 BULL, BEAR, NEUTRAL = (0.1, 0.8, 0.1), (0.7, 0.2, 0.1), (0.1, 0.1, 0.8)  # p_bearish, p_bullish, p_neutral

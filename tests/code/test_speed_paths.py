@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from finsent.config import ConfigError, TrainParams, load_params
-from finsent.features import encode_texts, gather_batch, pad_batch, padded_width, to_device
-from finsent.score import Scorer, predict_proba_encoded
-from finsent.train import fit, params_for_device
+from finsent.training.features import encode_texts, gather_batch, pad_batch, padded_width, to_device
+from finsent.training.score import Scorer, predict_proba_encoded
+from finsent.training.train import fit, params_for_device
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -12,13 +12,13 @@ import torch
 from sqlalchemy import event, func, select
 from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
-from finsent import batch as batch_mod
-from finsent.batch import check_batch, extract_tickers, read_batch, score_frame
+from finsent.monitoring import batch as batch_mod
+from finsent.monitoring.batch import check_batch, extract_tickers, read_batch, score_frame
 from finsent.config import MonitorParams
-from finsent.data import DataError
-from finsent.model import packaged_encoder_path
-from finsent.score import Scorer
-from finsent.store import (
+from finsent.data.frames import DataError
+from finsent.training.model import packaged_encoder_path
+from finsent.training.score import Scorer
+from finsent.monitoring.store import (
     BatchMeta,
     DuplicateBatchError,
     StoreError,

@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from finsent.config import TrainParams
-from finsent.features import encode_texts
-from finsent.model import ModelError, load_classifier, resolve_base_model
-from finsent.train import fingerprint_of, fit, run
+from finsent.training.features import encode_texts
+from finsent.training.model import ModelError, load_classifier, resolve_base_model
+from finsent.training.train import fingerprint_of, fit, run
 
 # A task the tiny model can learn in a second: the sentiment word decides the label.
 WORDS = {0: ["down", "lower", "weak"], 1: ["up", "higher", "strong"], 2: ["today", "monday", "report"]}
@@ -36,7 +36,7 @@ def train_tiny(tokenizer, make_tiny_bert):
 
 
 def accuracy(model, encoded, labels) -> float:
-    from finsent.score import predict_proba_encoded
+    from finsent.training.score import predict_proba_encoded
 
     return float((predict_proba_encoded(model, encoded).argmax(1) == labels).mean())
 
@@ -128,8 +128,8 @@ def test_dev_split_selects_the_weights_and_the_model_ends_with_them(train_tiny, 
     assert [h["step"] for h in stats["dev_history"]] == [3, 6, 9, 12, 15, 18]
     best = max(stats["dev_history"], key=lambda h: (h["macro_f1"], -h["step"]))
     assert stats["selected"] == {"kind": "best", "step": best["step"], "dev_macro_f1": best["macro_f1"], "dev_accuracy": best["accuracy"]}
-    from finsent.recipe import dev_scores
-    from finsent.score import predict_proba_encoded
+    from finsent.training.recipe import dev_scores
+    from finsent.training.score import predict_proba_encoded
 
     assert dev_scores(dev[1], predict_proba_encoded(model, dev[0]))["macro_f1"] == pytest.approx(best["macro_f1"])
 
@@ -150,8 +150,8 @@ def test_averaged_checkpoints_are_kept_only_when_dev_agrees(train_tiny, tokenize
     model, _, stats = train_tiny(df, p, dev=dev)
     selected = stats["selected"]
     best_f1 = max(h["macro_f1"] for h in stats["dev_history"])
-    from finsent.recipe import dev_scores
-    from finsent.score import predict_proba_encoded
+    from finsent.training.recipe import dev_scores
+    from finsent.training.score import predict_proba_encoded
 
     final = dev_scores(dev[1], predict_proba_encoded(model, dev[0]))["macro_f1"]
     if selected["kind"] == "average":
@@ -212,8 +212,8 @@ def test_the_recipe_runs_on_a_deeper_encoder_given_by_path(tokenizer, tmp_path):
 
 def test_distillation_pulls_the_student_toward_its_teachers(tiny_model_dir, tmp_path):
     """A student trained on the teachers' probabilities alone (alpha 1) ends closer to them."""
-    from finsent.score import Scorer
-    from finsent.recipe import teacher_probabilities
+    from finsent.training.score import Scorer
+    from finsent.training.recipe import teacher_probabilities
 
     df = toy_frame(96)
     df.to_csv(tmp_path / "train.csv", index=False)

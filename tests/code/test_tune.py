@@ -6,7 +6,7 @@ import optuna
 import pytest
 import yaml
 
-from finsent import tune
+from finsent.training import tune
 from finsent.cli import main
 from finsent.config import ConfigError, TrainParams, TuneParams, load_params, replace
 from finsent.params_file import set_values

@@ -8,7 +8,8 @@ from pathlib import Path
 import optuna
 import pytest
 
-from finsent import tune
+from finsent.paths import RunLayout
+from finsent.training import tune
 from finsent.config import load_params, replace
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -57,8 +58,9 @@ def test_search_runs_trials_as_nested_runs_writes_the_best_back_and_resumes(proj
     monkeypatch.setattr(tune, "read_dataset", lambda path: reads.append(Path(path).resolve()) or read(path))
     before = (project / "params.yaml").read_text()
     summary = tuning_flow(root=str(project), overrides=overrides(tiny_model_dir, n_trials=3))
-    data = (project / "data").resolve()
-    assert set(reads) == {data / "augmented" / "sent_train.csv", data / "splits" / "dev.csv"}
+    [run_dir] = (project / "artifacts" / "runs").resolve().iterdir()
+    run = RunLayout(run_dir)
+    assert set(reads) == {run.augmented_train, run.prepared.dev}
 
     study = study_of(project)
     trials = study.get_trials()

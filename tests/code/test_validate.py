@@ -1,7 +1,7 @@
 import pandas as pd
 
 from finsent.config import ValidateParams
-from finsent.validate import drop_eval_overlap, prepare_for_validation, validate_frame
+from finsent.data.validate import drop_eval_overlap, prepare_for_validation, validate_frame
 
 EVAL = pd.DataFrame({"text": ["$ALLY - Ally Financial pulls outlook", "Markets calm"], "label": ["0", "2"]})
 

@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from finsent.config import DataParams
-from finsent.versioning import (
+from finsent.data.versioning import (
     VersioningError,
     add_batch,
     checkout_version,

@@ -22,10 +22,10 @@ import pandas as pd
 import pytest
 from transformers import AutoTokenizer
 
-from finsent import drift
+from finsent.monitoring import drift
 from finsent.config import DriftParams
-from finsent.data import read_dataset
-from finsent.model import load_classifier, packaged_encoder_path
+from finsent.data.frames import read_dataset
+from finsent.training.model import load_classifier, packaged_encoder_path
 
 TFNS = Path(__file__).resolve().parents[2] / "datasets" / "tfns"
 P = DriftParams()

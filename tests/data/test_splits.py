@@ -12,12 +12,16 @@ import pandas as pd
 import pytest
 import torch
 
-from finsent import augment, prepare, train
+from finsent import augment
+
+from finsent.data import prepare
+
+from finsent.training import train
 from finsent.augment.overlap import EvalOverlapIndex
 from finsent.config import load_params, replace
-from finsent.data import read_dataset
-from finsent.split import dev_split
-from finsent.validate import normalise_text
+from finsent.data.frames import read_dataset
+from finsent.data.split import dev_split
+from finsent.data.validate import normalise_text
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -78,8 +82,7 @@ def test_test_labels_cannot_change_training_or_the_selected_weights(project, tin
 
     outcomes = []
     for root in (project, other):
-        from finsent import versioning
-
+        from finsent.data import versioning
         p = replace(load_params(root / "params.yaml"), train={"base_model": str(tiny_model_dir), "epochs": 2.0, "progress": False, "learning_rate": 5e-3})
         versioning.ensure_data(root, p.data, log=lambda *_: None)
         prepared = prepare.run(p.data, root, root / "artifacts" / "data")

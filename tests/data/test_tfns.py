@@ -3,8 +3,8 @@
 from pathlib import Path
 
 from finsent.config import ValidateParams
-from finsent.data import read_table
-from finsent.validate import normalise_text, validate_frame
+from finsent.data.frames import read_table
+from finsent.data.validate import normalise_text, validate_frame
 
 TFNS = Path(__file__).resolve().parents[2] / "datasets" / "tfns"
 

@@ -8,9 +8,10 @@ import re
 import numpy as np
 import pytest
 
-from finsent.behaviour import TEST_TYPES, BehaviourError, load_suite, parse_suite, run_suite
-from finsent.config import LABELS, GateParams
-from finsent.gate import check_behaviour
+from finsent.evaluation.behaviour import TEST_TYPES, BehaviourError, load_suite, parse_suite, run_suite
+from finsent.vocabulary import LABELS
+from finsent.config import GateParams
+from finsent.evaluation.gate import check_behaviour
 
 BEARISH, BULLISH, NEUTRAL = (LABELS.index(name) for name in ("bearish", "bullish", "neutral"))
 
@@ -207,8 +208,8 @@ def test_suite_runs_on_a_tiny_random_bert(suite):
     import torch
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
-    from finsent.model import packaged_encoder_path
-    from finsent.score import Scorer
+    from finsent.training.model import packaged_encoder_path
+    from finsent.training.score import Scorer
 
     torch.manual_seed(0)
     tok = AutoTokenizer.from_pretrained(packaged_encoder_path())

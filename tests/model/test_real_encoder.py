@@ -5,11 +5,11 @@ import pytest
 from sklearn.metrics import f1_score
 
 from finsent.config import TrainParams
-from finsent.data import stratified_sample
-from finsent.features import encode_texts
-from finsent.model import load_classifier
-from finsent.score import predict_proba_encoded
-from finsent.train import fit, set_seed
+from finsent.data.frames import stratified_sample
+from finsent.training.features import encode_texts
+from finsent.training.model import load_classifier
+from finsent.training.score import predict_proba_encoded
+from finsent.training.train import fit, set_seed
 
 
 @pytest.mark.slow

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from finsent.model import ModelError, choose_device
+from finsent.training.model import ModelError, choose_device
 
 
 def _load(path: str | Path, device: torch.device) -> tuple[PreTrainedTokenizerBase, PreTrainedModel]:

@@ -14,7 +14,8 @@ import string
 import numpy as np
 
 from finsent.augment.lexicon import Lexicon
-from finsent.augment.text import CASHTAG, URL, find_outside_urls
+from finsent.augment.text import find_outside_urls
+from finsent.vocabulary import CASHTAG, URL
 
 _TOKEN = re.compile(r"\S+")
 _EDGE_PUNCTUATION = string.punctuation + "“”‘’…"

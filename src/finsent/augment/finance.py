@@ -14,7 +14,8 @@ import re
 import numpy as np
 
 from finsent.augment.lexicon import Company, Lexicon
-from finsent.augment.text import CASHTAG, find_outside_urls, outside_urls
+from finsent.augment.text import find_outside_urls, outside_urls
+from finsent.vocabulary import CASHTAG
 
 _EXCHANGE_TICKER = re.compile(
     r"(?<![\w])(?P<exchange>NYSE|NASDAQ|Nasdaq|NasdaqGS|NasdaqGM|NasdaqCM|AMEX|NYSEAMERICAN|NYSEArca)"

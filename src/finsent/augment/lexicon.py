@@ -16,13 +16,14 @@ from pathlib import Path
 import yaml
 
 from finsent.augment.text import prose
+from finsent.errors import FinsentError
 
 POLARITIES = ("bullish", "bearish", "neutral")
 DIRECTIONAL = ("bullish", "bearish")
 _SECTIONS = ("version", "companies", "brokers", "synonyms", "cues", "negations", "keep")
 
 
-class LexiconError(ValueError):
+class LexiconError(FinsentError, ValueError):
     """The lexicon file is missing, malformed, or would let a swap change a headline's direction."""
 
 

@@ -15,7 +15,7 @@ import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 
-from finsent.augment.text import URL
+from finsent.vocabulary import URL
 
 _NOT_LETTERS = re.compile(r"[\W\d_]+")
 

@@ -25,9 +25,10 @@ from finsent.augment.lexicon import Lexicon, load_lexicon
 from finsent.augment.overlap import EvalOverlapIndex
 from finsent.augment.synonyms import synonym_replace
 from finsent.augment.text import has_words, latin_share
-from finsent.config import LABELS, AugmentParams
-from finsent.data import DataError, check_columns, read_dataset, write_dataset
-from finsent.validate import normalise_text
+from finsent.vocabulary import LABELS
+from finsent.config import AugmentParams
+from finsent.data.frames import DataError, check_columns, read_dataset, write_dataset
+from finsent.data.validate import normalise_text
 
 ORIGINAL = "original"
 BACKTRANSLATION = "backtranslation"

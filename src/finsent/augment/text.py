@@ -5,9 +5,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-URL = re.compile(r"https?://\S+|www\.\S+", re.IGNORECASE)
-# $AAPL, $BRK.B, $aapl; not $5 (a price).
-CASHTAG = re.compile(r"(?<![\w$])\$([A-Za-z]{1,6}(?:\.[A-Za-z]{1,2})?)(?![\w.]*\w)")
+from finsent.vocabulary import CASHTAG, URL
+
 _WORD = re.compile(r"[^\W\d_]{2,}")
 
 

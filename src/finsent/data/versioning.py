@@ -1,0 +1,245 @@
+"""Dataset versions with DVC.
+
+``data/`` is one DVC-tracked folder (``data.dvc``). Its version is the DVC hash of the folder; with
+the git commit it names exactly what a run trained on, and ``checkout_version`` restores it from the
+DVC cache or remote. A fresh clone with no reachable remote bootstraps ``data/`` from the copy shipped
+in git (``datasets/tfns``), which hashes to the committed version.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import shutil
+import subprocess
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import yaml
+
+from finsent.config import DataParams
+from finsent.errors import FinsentError
+
+DVC_FILE = "data.dvc"
+
+
+class VersioningError(FinsentError, RuntimeError):
+    """DVC could not produce or restore a dataset version."""
+
+
+@dataclass(frozen=True)
+class DataVersion:
+    dvc_md5: str  # hash of the data/ folder, as in data.dvc ("<md5>.dir")
+    git_commit: str | None  # HEAD when the version was read
+    data_dvc_committed: bool  # False when data.dvc differs from HEAD (version not yet in git)
+
+    def to_tags(self) -> dict[str, str]:
+        return {
+            "data.dvc_md5": self.dvc_md5,
+            "data.git_commit": self.git_commit or "none",
+            "data.dvc_file_committed": str(self.data_dvc_committed).lower(),
+        }
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@contextlib.contextmanager
+def _repo(root: Path):
+    """A DVC Repo with the working directory at its root: DVC resolves targets against the cwd."""
+    import os
+
+    from dvc.repo import Repo
+
+    logging.getLogger("dvc").setLevel(logging.WARNING)
+    previous = os.getcwd()
+    os.chdir(root)
+    try:
+        with Repo(str(root)) as repo:
+            yield repo
+    finally:
+        os.chdir(previous)
+
+
+def _git(root: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=False)
+
+
+def recorded_md5(root: Path) -> str | None:
+    """The folder hash that data.dvc records, or None when there is no data.dvc yet."""
+    path = root / DVC_FILE
+    if not path.is_file():
+        return None
+    outs = (yaml.safe_load(path.read_text()) or {}).get("outs") or []
+    return outs[0].get("md5") if outs else None
+
+
+def current_version(root: Path) -> DataVersion:
+    md5 = recorded_md5(root)
+    if md5 is None:
+        raise VersioningError(f"{root / DVC_FILE} not found: run `finsent data init` (or `dvc add data`) first")
+    head = _git(root, "rev-parse", "HEAD")
+    commit = head.stdout.strip() if head.returncode == 0 else None
+    clean = _git(root, "diff", "--quiet", "HEAD", "--", DVC_FILE).returncode == 0 if commit else False
+    return DataVersion(dvc_md5=md5, git_commit=commit, data_dvc_committed=clean)
+
+
+def _changes(repo) -> list:
+    """What differs between data/ and data.dvc; 'not in cache' is not a difference of content."""
+    status = repo.status(targets=[DVC_FILE])
+    changes = []
+    for entries in status.values():
+        for entry in entries:
+            if isinstance(entry, dict):
+                for kind, outs in entry.items():
+                    if isinstance(outs, dict) and all(v == "not in cache" for v in outs.values()):
+                        continue
+                    changes.append({kind: outs})
+            else:
+                changes.append(entry)
+    return changes
+
+
+def is_in_sync(root: Path) -> bool:
+    """True when data/ holds exactly what data.dvc records."""
+    with _repo(root) as repo:
+        return not _changes(repo)
+
+
+def _copy_shipped(root: Path, p: DataParams) -> None:
+    shipped = root / p.shipped_dir
+    target = root / p.data_dir / Path(p.train_file).parent
+    if not shipped.is_dir():
+        raise VersioningError(f"shipped dataset {shipped} not found")
+    target.mkdir(parents=True, exist_ok=True)
+    for item in shipped.iterdir():
+        if item.is_file():
+            shutil.copy2(item, target / item.name)
+
+
+def ensure_data(root: Path, p: DataParams, log=print) -> DataVersion:
+    """Make sure data/ holds the recorded version: from the DVC cache, else the remote, else the
+    shipped copy (a fresh clone). Files a user added or changed under data/ are never overwritten:
+    they are left for validation and ``version_workspace``.
+    """
+    root = Path(root)
+    data = root / p.data_dir
+    if recorded_md5(root) is None:
+        _copy_shipped(root, p)
+        return add_and_push(root, p, message="initial dataset: shipped TFNS copy", log=log)
+    if data.is_dir() and any(data.rglob("*.csv")):
+        if not is_in_sync(root):
+            log("data/ has changes not yet versioned; they will be validated, then versioned")
+        return current_version(root)
+    with _repo(root) as repo:
+        with contextlib.suppress(Exception):
+            repo.checkout(targets=[DVC_FILE])
+        if not _changes(repo) and not repo.status(targets=[DVC_FILE]):
+            log("data/ restored from the DVC cache")
+            return current_version(root)
+        try:
+            repo.pull(targets=[DVC_FILE], remote=p.dvc_remote)
+            if not repo.status(targets=[DVC_FILE]):
+                log("data/ pulled from the DVC remote")
+                return current_version(root)
+        except Exception as exc:  # noqa: BLE001 - any remote failure falls back to the shipped copy
+            log(f"DVC remote not usable ({type(exc).__name__}); trying the shipped copy")
+    _copy_shipped(root, p)
+    if not is_in_sync(root):
+        raise VersioningError(
+            f"data/ differs from the version in {DVC_FILE} ({recorded_md5(root)}) and that version is in no DVC cache "
+            "or reachable remote; run `dvc pull` with access to the remote that holds it"
+        )
+    with _repo(root) as repo:
+        repo.commit(DVC_FILE, force=True)  # fill the cache; the hash is unchanged
+    _push(root, p, log)
+    log("data/ bootstrapped from the shipped copy")
+    return current_version(root)
+
+
+def version_workspace(root: Path, p: DataParams, log=print, git_commit: bool = False) -> DataVersion:
+    """After validation: version data/ if it changed since data.dvc (dvc add, dvc push), else return
+    the current version. The flow leaves committing data.dvc to the user (``data_dvc_committed``
+    records it); the data can be restored from its hash alone."""
+    if is_in_sync(root):
+        return current_version(root)
+    return add_and_push(root, p, message="version validated changes under data/", log=log, git_commit=git_commit)
+
+
+def _push(root: Path, p: DataParams, log) -> None:
+    try:
+        with _repo(root) as repo:
+            repo.push(targets=[DVC_FILE], remote=p.dvc_remote)
+    except Exception as exc:  # noqa: BLE001
+        raise VersioningError(f"dvc push to remote {p.dvc_remote or '(default)'} failed: {exc}") from exc
+
+
+def add_and_push(root: Path, p: DataParams, message: str, log=print, git_commit: bool = True) -> DataVersion:
+    """Version data/ as it is now: dvc add, dvc push, and commit data.dvc to git when possible."""
+    root = Path(root)
+    with _repo(root) as repo:
+        repo.add(p.data_dir)
+    _push(root, p, log)
+    if git_commit and (root / ".git").exists():
+        _git(root, "add", DVC_FILE, ".gitignore")
+        done = _git(root, "commit", "-m", f"data: {message}", "--", DVC_FILE, ".gitignore")
+        if done.returncode != 0 and "nothing" not in done.stdout + done.stderr:
+            log(f"data.dvc not committed to git: {done.stderr.strip() or done.stdout.strip()}")
+    return current_version(root)
+
+
+def add_batch(root: Path, p: DataParams, batch_csv: Path, name: str, log=print, git_commit: bool = True) -> DataVersion:
+    """Place an already validated batch under data/batches and version it. On any failure data/
+    goes back to the previous version, so no half-added batch remains."""
+    root = Path(root)
+    target = root / p.data_dir / p.batches_dir / f"{name}.csv"
+    if target.exists():
+        raise VersioningError(f"a batch named {name!r} is already versioned at {target}")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    previous = recorded_md5(root)
+    shutil.copy2(batch_csv, target)
+    try:
+        return add_and_push(root, p, message=f"add batch {name}", log=log, git_commit=git_commit)
+    except Exception:
+        target.unlink(missing_ok=True)
+        if previous is not None and recorded_md5(root) != previous:
+            _git(root, "checkout", "HEAD", "--", DVC_FILE)
+        raise
+
+
+def checkout_version(root: Path, p: DataParams, dvc_md5: str, log=print) -> DataVersion:
+    """Restore data/ to the folder hash ``dvc_md5`` (from a run's lineage), from cache or remote.
+
+    data.dvc is rewritten to point at that version, so the workspace and its record agree."""
+    root = Path(root)
+    md5 = dvc_md5 if dvc_md5.endswith(".dir") else f"{dvc_md5}.dir"
+    dvc_path = root / DVC_FILE
+    backup = dvc_path.read_text() if dvc_path.exists() else None
+    dvc_path.write_text(yaml.safe_dump({"outs": [{"md5": md5, "path": p.data_dir, "hash": "md5"}]}, sort_keys=False))
+    try:
+        with _repo(root) as repo:
+            try:
+                repo.checkout(targets=[DVC_FILE], force=True)
+            except Exception:  # noqa: BLE001 - not in the cache: fetch it
+                repo.pull(targets=[DVC_FILE], remote=p.dvc_remote, force=True)
+            if _changes(repo):
+                raise VersioningError(f"data version {md5} could not be fully restored")
+    except Exception as exc:
+        if backup is not None:
+            dvc_path.write_text(backup)
+        if isinstance(exc, VersioningError):
+            raise
+        raise VersioningError(f"data version {md5} is in no DVC cache or reachable remote: {exc}") from exc
+    log(f"data/ restored to version {md5}")
+    return current_version(root)
+
+
+def quarantine(src: Path, quarantine_dir: Path, report_json: str) -> Path:
+    """Keep a rejected batch, and why, outside the versioned data."""
+    quarantine_dir.mkdir(parents=True, exist_ok=True)
+    stamp = tempfile.mkdtemp(prefix=f"{src.stem}-", dir=quarantine_dir)
+    kept = Path(stamp) / src.name
+    shutil.copy2(src, kept)
+    (Path(stamp) / "validation_report.json").write_text(report_json)
+    return kept

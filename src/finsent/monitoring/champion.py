@@ -1,0 +1,86 @@
+"""The champion as the monitor sees it: a registry version loaded as a ``Scorer``, and its training
+rows as the drift reference."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from finsent import tracking
+from finsent.config import Params
+from finsent.data.frames import read_dataset
+from finsent.paths import Layout
+from finsent.registry import versions
+from finsent.registry.register import REFERENCE_ARTIFACT
+from finsent.registry.versions import CHAMPION
+from finsent.tracking import RegistryError
+from finsent.training.score import Scorer
+
+
+@dataclass
+class Champion:
+    """The model scoring the news: a registry version loaded as a ``Scorer`` (model and tokenizer)."""
+
+    name: str
+    version: str
+    run_id: str | None
+    scorer: Scorer
+    baseline_macro_f1: float | None  # on the frozen evaluation set, from its training run
+    data_md5: str | None
+
+
+def load_champion(p: Params, root: Path, alias: str = CHAMPION, client=None) -> Champion:
+    """The version behind ``alias`` as a ``Scorer``; a clear ``RegistryError`` when there is none."""
+    import mlflow
+
+    client = client or tracking.connect(p.register, root)
+    name = p.register.model_name
+    version = versions.alias_version(client, name, alias)
+    if version is None:
+        raise RegistryError(
+            f"no model has the alias {alias!r} in the registry ({name!r}): nothing to score with; "
+            "train and promote one first (finsent train)"
+        )
+    versions.check_artifacts(client, name, version)
+    mv = versions.get_version(client, name, version)
+    # Loaded through MLflow's own path (models-from-code), then reused as a plain Scorer so that
+    # scoring uses the monitor's batch size and the drift stage can reach the model and tokenizer.
+    loaded = mlflow.pyfunc.load_model(f"models:/{name}/{version}").unwrap_python_model().scorer
+    scorer = Scorer(
+        loaded.tokenizer, loaded.model, max_length=p.train.max_length, batch_size=p.monitor.batch_size, device=p.train.device
+    )
+    baseline = data_md5 = None
+    if mv.run_id:
+        run = client.get_run(mv.run_id)
+        baseline = run.data.metrics.get("macro_f1")
+        data_md5 = run.data.tags.get("data.dvc_md5")
+    return Champion(name=name, version=version, run_id=mv.run_id, scorer=scorer, baseline_macro_f1=baseline, data_md5=data_md5)
+
+
+def reference_dir(p: Params, root: Path, champion: Champion) -> Path:
+    return Layout.of(root, p).reference_dir(champion.name, champion.version)
+
+
+def champion_reference(champion: Champion, cache_dir: Path) -> pd.DataFrame:
+    """The champion's training data (text, label), from its training run; kept in ``cache_dir``."""
+    import mlflow
+
+    target = Path(cache_dir) / "train.csv"
+    if not target.is_file():
+        if not champion.run_id:
+            raise RegistryError(f"{champion.name} v{champion.version} has no training run: no drift reference")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+            try:
+                local = mlflow.artifacts.download_artifacts(run_id=champion.run_id, artifact_path=REFERENCE_ARTIFACT, dst_path=tmp)
+            except Exception as exc:  # noqa: BLE001 - MlflowException or OSError: the artifact is not there
+                raise RegistryError(
+                    f"{champion.name} v{champion.version}: its run {champion.run_id} has no {REFERENCE_ARTIFACT} artifact "
+                    f"(registered before monitoring logged it?): no drift reference ({exc.__class__.__name__})"
+                ) from exc
+            os.replace(local, target)  # the download is complete: the rename publishes it whole
+    return read_dataset(target)[["text", "label"]]

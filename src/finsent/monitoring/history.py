@@ -1,0 +1,151 @@
+"""The monitoring history in the predictions store: monitored windows, label hand-overs, retrainings.
+
+The tables are defined with the rest of the schema in ``finsent.monitoring.store``; this module
+reads and writes them, and builds the retrain policy's inputs from them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Sequence
+
+import pandas as pd
+from sqlalchemy import Engine, func, insert, select, update
+
+from finsent import utc
+from finsent.config import Params
+from finsent.monitoring.retrain_policy import RetrainDecision, WindowVerdict, decide_retrain
+from finsent.monitoring.store import drift_windows, label_exports, predictions, retrains
+
+MAX_MESSAGE_CHARS = 5000
+
+
+def record_window(
+    engine: Engine,
+    *,
+    window_end: datetime,
+    batch_ids: Sequence[str],
+    rows: int,
+    verdict: dict,
+    model_name: str,
+    model_version: str,
+    verdict_path: str | None,
+) -> int:
+    with engine.begin() as conn:
+        result = conn.execute(
+            insert(drift_windows).values(
+                window_end=utc.naive(window_end),
+                batch_ids=",".join(batch_ids),
+                rows=int(rows),
+                drift=bool(verdict["drift"]),
+                signals_fired=",".join(verdict["signals_fired"]),
+                model_name=model_name,
+                model_version=str(model_version),
+                verdict_path=verdict_path,
+            )
+        )
+        return int(result.inserted_primary_key[0])
+
+
+def set_window_run(engine: Engine, window_id: int, run_id: str) -> None:
+    with engine.begin() as conn:
+        conn.execute(update(drift_windows).where(drift_windows.c.id == window_id).values(mlflow_run_id=run_id))
+
+
+def read_windows(engine: Engine, limit: int = 200) -> list[WindowVerdict]:
+    """The latest window verdicts, oldest first."""
+    query = select(drift_windows).order_by(drift_windows.c.window_end.desc(), drift_windows.c.id.desc()).limit(limit)
+    with engine.connect() as conn:
+        rows = conn.execute(query).mappings().all()
+    return [
+        WindowVerdict(
+            window_end=utc.aware(r["window_end"]),
+            rows=int(r["rows"]),
+            signals_fired=tuple(s for s in r["signals_fired"].split(",") if s),
+        )
+        for r in reversed(rows)
+    ]
+
+
+def pending_labels(engine: Engine) -> pd.DataFrame:
+    """Labelled predictions from batches whose labels have not been handed to training yet."""
+    handled = select(label_exports.c.batch_id)
+    query = (
+        select(predictions.c.batch_id, predictions.c.text, predictions.c.label)
+        .where(predictions.c.label.is_not(None), predictions.c.batch_id.not_in(handled))
+        .order_by(predictions.c.id)
+    )
+    with engine.connect() as conn:
+        rows = conn.execute(query).mappings().all()
+    return pd.DataFrame(rows, columns=["batch_id", "text", "label"]).astype({"label": "int64"})
+
+
+def mark_exported(engine: Engine, batch_ids: Sequence[str], status: str, data_batch: str | None, rows_by_batch: dict[str, int]) -> None:
+    now = utc.naive(utc.now())
+    with engine.begin() as conn:
+        for batch_id in batch_ids:
+            conn.execute(
+                insert(label_exports).values(
+                    batch_id=batch_id, exported_at=now, status=status, data_batch=data_batch, rows=int(rows_by_batch.get(batch_id, 0))
+                )
+            )
+
+
+def start_retrain(engine: Engine, reasons: Sequence[str], started_at: datetime | None = None) -> int:
+    with engine.begin() as conn:
+        result = conn.execute(
+            insert(retrains).values(started_at=utc.naive(started_at or utc.now()), reasons=",".join(reasons), status="started")
+        )
+        return int(result.inserted_primary_key[0])
+
+
+def finish_retrain(
+    engine: Engine, retrain_id: int, status: str, *, model_version: str | None = None, promoted: bool | None = None, message: str = ""
+) -> None:
+    with engine.begin() as conn:
+        conn.execute(
+            update(retrains)
+            .where(retrains.c.id == retrain_id)
+            .values(
+                finished_at=utc.naive(utc.now()), status=status, model_version=model_version, promoted=promoted,
+                message=message[:MAX_MESSAGE_CHARS],
+            )
+        )
+
+
+def read_retrains(engine: Engine) -> list[dict]:
+    with engine.connect() as conn:
+        rows = conn.execute(select(retrains).order_by(retrains.c.id)).mappings().all()
+    return [dict(r) for r in rows]
+
+
+def last_retrain_at(engine: Engine, client, p: Params) -> datetime | None:
+    """The later of the last training run in MLflow (any trigger: CLI, schedule, policy) and the last
+    retraining the monitor started (which counts even when it failed before reaching MLflow)."""
+    times: list[datetime] = []
+    experiment = client.get_experiment_by_name(p.register.experiment)
+    if experiment is not None:
+        runs = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time DESC"], max_results=1)
+        if runs:
+            times.append(datetime.fromtimestamp(runs[0].info.start_time / 1000, tz=timezone.utc))
+    with engine.connect() as conn:
+        started = conn.execute(select(func.max(retrains.c.started_at))).scalar_one()
+    if started is not None:
+        times.append(utc.aware(started))
+    return max(times) if times else None
+
+
+def decide(p: Params, engine: Engine, client, now: datetime | None = None, *, scheduled: bool = False) -> tuple[RetrainDecision, dict]:
+    """The retrain policy on the stored window history; returns the decision and its inputs."""
+    now = now or utc.now()
+    history = read_windows(engine)
+    last = last_retrain_at(engine, client, p)
+    new_labelled = len(pending_labels(engine))
+    decision = decide_retrain(history, now, last, new_labelled, p.retrain, scheduled=scheduled)
+    inputs = {
+        "now": now.isoformat(),
+        "windows": len(history),
+        "last_retrain_at": last.isoformat() if last else None,
+        "new_labelled_rows": new_labelled,
+    }
+    return decision, inputs

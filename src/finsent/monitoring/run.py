@@ -1,0 +1,225 @@
+"""One monitoring window, end to end: score the new news files with the champion -> drift against the
+champion's training rows -> sentiment index and alerts -> the window in the store's history -> the
+retrain policy's decision -> one MLflow run. Returns a ``MonitoringSummary``.
+
+The Prefect monitoring flow (``flows/monitoring.py``) calls ``monitor_window`` between loading the
+champion and, when the policy fires, the retrain flow; ``finsent monitor drift`` calls the same
+``check_drift`` and ``log_drift_check`` on one file without storing anything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Sequence
+
+import pandas as pd
+from sqlalchemy import Engine
+
+from finsent import files, utc
+from finsent.config import MonitorParams, Params
+from finsent.data.frames import DataError
+from finsent.monitoring import batch, drift, history, report, sentiment_index
+from finsent.monitoring.champion import Champion, champion_reference, reference_dir
+from finsent.monitoring.retrain_policy import RetrainDecision
+from finsent.monitoring.store import find_batch, open_store, read_predictions
+from finsent.paths import Layout
+from finsent.tracking import RegistryError
+
+BATCH_SUFFIXES = (".csv", ".jsonl", ".ndjson", ".json")
+
+
+@dataclass(frozen=True)
+class MonitoringSummary:
+    """What one monitoring run did; also written as ``summary.json`` in its output folder."""
+
+    status: str  # monitored | no_new_batches | already_scored
+    message: str
+    out_dir: str | None = None
+    champion_version: str | None = None
+    scoring: list[dict] = field(default_factory=list)  # one batch.ScoreSummary per file
+    window_rows: int = 0
+    drift: dict | None = None  # the verdict: drift, signals_fired, details, skipped
+    drift_skipped: str | None = None  # why no verdict was computed
+    drift_paths: dict = field(default_factory=dict)
+    sentiment: dict | None = None  # sentiment_index.IndexSummary: alerts, json and plot paths
+    decision: dict | None = None  # retrain_policy.RetrainDecision and its inputs
+    mlflow_run_id: str | None = None
+    retrain: dict | None = None  # what the retrain flow did, when the decision fired
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @property
+    def should_retrain(self) -> bool:
+        return bool(self.decision and self.decision["should_retrain"])
+
+
+# --- what to score --------------------------------------------------------------------------------
+
+
+def new_files(path: Path, engine: Engine) -> list[Path]:
+    """A batch file, or the batch files in a folder (an inbox) that the store has not scored yet."""
+    path = Path(path)
+    if path.is_file():
+        return [path]
+    if not path.exists():
+        raise DataError(f"{path}: no such file or folder")
+    found = sorted(f for f in path.iterdir() if f.is_file() and f.suffix.lower() in BATCH_SUFFIXES and not f.name.startswith("."))
+    return [f for f in found if find_batch(engine, batch.file_sha256(f)) is None]
+
+
+@dataclass
+class Work:
+    """What a monitoring run has to do: the new files, and the store they go to; or, when there is
+    nothing to score, the summary that ends the run before the champion is loaded."""
+
+    files: list[Path]
+    engine: Engine | None
+    done: MonitoringSummary | None
+
+
+def find_work(p: Params, root: Path, path: str | None) -> Work:
+    """The new files in ``path`` (a file or folder, relative to the project), or in the inbox."""
+    layout = Layout.of(root, p)
+    target = layout.inbox if path is None else Path(path) if Path(path).is_absolute() else layout.root / path
+    if path is None and not target.exists():  # the scheduled run before anyone dropped a file
+        return Work([], None, MonitoringSummary(status="no_new_batches", message=f"inbox {target} does not exist yet"))
+    engine = open_store(p.monitor, root)
+    found = new_files(target, engine)
+    if not found:
+        return Work([], engine, MonitoringSummary(status="no_new_batches", message=f"{target}: no new batch files to score"))
+    return Work(found, engine, None)
+
+
+def window_frame(engine: Engine, batch_ids: Sequence[str]) -> pd.DataFrame:
+    """The stored predictions of these batches: the window that drift compares with the reference."""
+    frames = [read_predictions(engine, batch_id=b) for b in batch_ids]
+    frames = [f for f in frames if not f.empty]
+    if not frames:
+        return read_predictions(engine, batch_id="")  # the empty frame, with its columns
+    return pd.concat(frames, ignore_index=True)
+
+
+def lookback_start(window: pd.DataFrame, p: MonitorParams) -> datetime | None:
+    """The sentiment index of a window needs the days before it for the alert baselines."""
+    if window.empty:
+        return None
+    first = pd.Timestamp(window["published_at"].min()).normalize()
+    return (first - timedelta(days=p.alert_window_days)).to_pydatetime()
+
+
+def decision_dict(decision: RetrainDecision, inputs: dict) -> dict:
+    return {**asdict(decision), "inputs": inputs}
+
+
+# --- drift ----------------------------------------------------------------------------------------
+
+
+def check_drift(p: Params, root: Path, champion: Champion, current: pd.DataFrame, out_dir: Path) -> drift.DriftSummary:
+    """Drift of ``current`` (text, predicted, label) against the champion's training rows."""
+    cache = reference_dir(p, root, champion)
+    reference = champion_reference(champion, cache)
+    return drift.run(
+        p.drift, reference, current[["text", "predicted", "label"]], out_dir,
+        model=champion.scorer.model, tokenizer=champion.scorer.tokenizer,
+        baseline_macro_f1=champion.baseline_macro_f1, reference_cache=cache / "outputs.npz",
+    )
+
+
+def drift_check_file(p: Params, root: Path, client, champion: Champion, file: Path, out_dir: Path) -> dict:
+    """``finsent monitor drift``: one file scored (not stored) and checked; the verdict logged to MLflow."""
+    news = batch.read_batch(file, p.monitor)
+    current = batch.score_frame(champion.scorer, news.frame)
+    try:
+        summary = check_drift(p, root, champion, current, out_dir)
+    except drift.DriftError as exc:
+        raise DataError(f"{file}: {exc}") from exc
+    tags, metrics = report.verdict_tags_and_metrics(summary.verdict, None)
+    tags.update({"kind": "adhoc", "file": str(file), "model_name": champion.name, "champion.version": champion.version})
+    metrics.update({"window_rows": float(len(current)), "rows_skipped": float(news.rows_skipped)})
+    run_id = report.log_monitoring_run(client, p, root, run_name=f"drift-{out_dir.name}", tags=tags, metrics=metrics, artifact_dir=out_dir)
+    return {"verdict": summary.verdict, "paths": summary.paths, "rows_skipped": news.skipped, "champion_version": champion.version, "mlflow_run_id": run_id}
+
+
+# --- one window -----------------------------------------------------------------------------------
+
+
+def monitor_window(
+    p: Params, root: Path, client, champion: Champion, engine: Engine, files_to_score: Sequence[Path], *, log=print, flow_run_id: str = ""
+) -> MonitoringSummary:
+    """Score the files, then drift, index, history, decision and the MLflow run of the window."""
+    out_dir = Layout.of(root, p).new_monitoring_dir()
+    scored = []
+    for file in files_to_score:
+        scored.append(batch.run(p.monitor, champion.scorer, file, engine, model_name=champion.name, model_version=champion.version))
+        log(scored[-1].message)
+    files.write_json(out_dir / "scoring.json", [asdict(s) for s in scored])
+    batch_ids = [s.batch_id for s in scored if s.status == "scored"]
+    base = {"out_dir": str(out_dir), "champion_version": champion.version, "scoring": [asdict(s) for s in scored]}
+    if not batch_ids:
+        return MonitoringSummary(status="already_scored", message="every file was already in the store", **base)
+
+    window = window_frame(engine, batch_ids)
+    drifted, drift_skipped = None, None
+    try:
+        drifted = check_drift(p, root, champion, window, out_dir / "drift")
+    except (drift.DriftError, RegistryError) as exc:  # too few rows, no reference: scoring and the index still stand
+        drift_skipped = str(exc)
+        log(f"drift not computed: {exc}")
+    index = sentiment_index.run(p.monitor, engine, out_dir / "index", start=lookback_start(window, p.monitor))
+    for alert in index.alerts:
+        log(f"ALERT {alert['ticker']} {alert['day']}: net sentiment {alert['net_sentiment']:+.2f} "
+            f"({alert['change']:+.2f} vs baseline {alert['baseline']:+.2f}, {alert['count']} texts)")
+    window_end = utc.now()
+    window_id = None
+    if drifted is not None:
+        window_id = history.record_window(
+            engine, window_end=window_end, batch_ids=batch_ids, rows=len(window), verdict=drifted.verdict,
+            model_name=champion.name, model_version=champion.version, verdict_path=drifted.paths.get("verdict_json"),
+        )
+    decision, inputs = history.decide(p, engine, client, window_end)
+    decision_record = decision_dict(decision, inputs)
+    files.write_json(out_dir / "decision.json", decision_record)
+    log(f"retrain decision: {decision.should_retrain} {decision.reasons}; " + "; ".join(decision.explanation))
+
+    tags, metrics = report.window_tags_and_metrics(
+        drifted.verdict if drifted else None, drift_skipped, champion=champion, batch_ids=batch_ids, files=files_to_score,
+        scored=scored, window_rows=len(window), alerts=len(index.alerts), decision=decision, flow_run_id=flow_run_id,
+    )
+    run_id = report.log_monitoring_run(client, p, root, run_name=f"window-{out_dir.name}", tags=tags, metrics=metrics, artifact_dir=out_dir)
+    if window_id is not None:
+        history.set_window_run(engine, window_id, run_id)
+    summary = MonitoringSummary(
+        status="monitored",
+        message=f"scored {sum(s.rows_scored for s in scored)} rows from {len(batch_ids)} file(s); "
+        f"drift: {drifted.verdict['signals_fired'] if drifted else 'not computed'}; retrain: {decision.should_retrain}",
+        window_rows=len(window),
+        drift=drifted.verdict if drifted else None,
+        drift_skipped=drift_skipped,
+        drift_paths=drifted.paths if drifted else {},
+        sentiment=asdict(index),
+        decision=decision_record,
+        mlflow_run_id=run_id,
+        **base,
+    )
+    files.write_json(out_dir / "summary.json", summary.to_dict())
+    return summary
+
+
+def record_retrain(client, summary: MonitoringSummary, retrained: dict | None, *, failed: bool = False) -> MonitoringSummary:
+    """The window's MLflow run and summary, completed with what the retrain flow did."""
+    if summary.mlflow_run_id is None:
+        return summary
+    if failed or retrained is None:
+        client.set_tag(summary.mlflow_run_id, "retrain.status", "failed")
+        return summary
+    registration = retrained["registration"]
+    client.set_tag(summary.mlflow_run_id, "retrain.status", "registered")
+    client.set_tag(summary.mlflow_run_id, "retrain.version", registration["version"])
+    client.set_tag(summary.mlflow_run_id, "retrain.promoted", str(registration["promoted"]).lower())
+    done = MonitoringSummary(**{**summary.to_dict(), "retrain": retrained})
+    if done.out_dir:
+        files.write_json(Path(done.out_dir) / "summary.json", done.to_dict())
+    return done

@@ -1,0 +1,184 @@
+"""The path catalogue: where every stage reads and writes, defined once.
+
+``dvc repro`` (``finsent stage ...``, run folder ``artifacts/pipeline``) and the Prefect training flow
+(a new run folder ``artifacts/runs/<UTC time>`` per run, so that runs never overwrite each other) lay
+out a run the same way, from ``RunLayout``; ``dvc.yaml`` names the same files, and a test reads
+``dvc.yaml`` against this module. Labelled data lives in ``data/`` (versioned by DVC as one folder);
+what the stages derive from it (the prepared splits, the dev split, the augmented set) lives in the
+run folder, so ``data/`` only ever holds labelled rows.
+
+Relative SQLite URLs (the MLflow store, the predictions store, the Optuna study) are taken from the
+project root, whatever the current folder: ``resolve_url``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from finsent import utc
+from finsent.config import Params
+
+SQLITE_PREFIX = "sqlite:///"
+PIPELINE_RUN = "pipeline"  # artifacts/pipeline: the run folder of `dvc repro`
+
+
+def resolve_url(url: str, root: str | Path) -> str:
+    """A database URL with a relative SQLite path made absolute under ``root``; others unchanged."""
+    relative = url.startswith(SQLITE_PREFIX) and not url.startswith(SQLITE_PREFIX + "/")
+    if not relative or url == SQLITE_PREFIX + ":memory:":
+        return url
+    return SQLITE_PREFIX + str((Path(root) / url[len(SQLITE_PREFIX):]).resolve())
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The database file of an (absolute) SQLite URL; None for any other database."""
+    if not url.startswith(SQLITE_PREFIX) or url == SQLITE_PREFIX + ":memory:":
+        return None
+    return Path(url[len(SQLITE_PREFIX):])
+
+
+def stamp() -> str:
+    """A folder name that sorts by time: 20261130T072153123456Z."""
+    return utc.now().strftime("%Y%m%dT%H%M%S%fZ")
+
+
+@dataclass(frozen=True)
+class PreparedFiles:
+    """What the prepare stage writes: the training rows, the test set and the dev split."""
+
+    dir: Path
+
+    @property
+    def train(self) -> Path:
+        return self.dir / "train.csv"
+
+    @property
+    def eval(self) -> Path:  # the test set: reported, never trained or selected on
+        return self.dir / "eval.csv"
+
+    @property
+    def dev(self) -> Path:  # absent with data.dev_fraction 0
+        return self.dir / "dev.csv"
+
+    def dev_if_any(self) -> Path | None:
+        return self.dev if self.dev.is_file() else None
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    """One training run's files, relative to its folder."""
+
+    dir: Path
+
+    @property
+    def validation(self) -> Path:
+        return self.dir / "validation.json"
+
+    @property
+    def prepared(self) -> PreparedFiles:
+        return PreparedFiles(self.dir / "data")
+
+    @property
+    def augmented_train(self) -> Path:
+        return self.dir / "augmented" / "train.csv"
+
+    @property
+    def train_dir(self) -> Path:  # model/, train_summary.json, checkpoint
+        return self.dir / "train"
+
+    @property
+    def model_dir(self) -> Path:
+        return self.train_dir / "model"
+
+    @property
+    def eval_dir(self) -> Path:  # metrics.json, predictions.csv, behaviour.json, plots
+        return self.dir / "eval"
+
+    @property
+    def registration(self) -> Path:
+        return self.dir / "registration.json"
+
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The project's folders, from ``params`` and the project root."""
+
+    root: Path
+    params: Params
+
+    @classmethod
+    def of(cls, root: str | Path, params: Params) -> "Layout":
+        return cls(Path(root).resolve(), params)
+
+    # --- labelled data (DVC-tracked as one folder) ---
+    @property
+    def data_dir(self) -> Path:
+        return self.root / self.params.data.data_dir
+
+    @property
+    def train_file(self) -> Path:
+        return self.data_dir / self.params.data.train_file
+
+    @property
+    def eval_file(self) -> Path:
+        return self.data_dir / self.params.data.eval_file
+
+    @property
+    def batches_dir(self) -> Path:
+        return self.data_dir / self.params.data.batches_dir
+
+    @property
+    def shipped_dir(self) -> Path:
+        return self.root / self.params.data.shipped_dir
+
+    @property
+    def quarantine_dir(self) -> Path:
+        return self.root / self.params.data.quarantine_dir
+
+    # --- runs ---
+    @property
+    def artifacts(self) -> Path:
+        return self.root / self.params.artifacts_dir
+
+    @property
+    def pipeline(self) -> RunLayout:
+        return RunLayout(self.artifacts / PIPELINE_RUN)
+
+    def new_run(self) -> RunLayout:
+        return RunLayout(self.artifacts / "runs" / stamp())
+
+    # --- monitoring ---
+    @property
+    def monitoring_dir(self) -> Path:
+        return self.artifacts / "monitoring"
+
+    def new_monitoring_dir(self, kind: str = "runs") -> Path:
+        """A fresh folder for one monitoring run (``runs``), ad-hoc drift report (``drift``) or retrain."""
+        return self.monitoring_dir / kind / stamp()
+
+    @property
+    def index_dir(self) -> Path:
+        return self.monitoring_dir / "index"
+
+    def reference_dir(self, model_name: str, version: str) -> Path:
+        """The champion's training rows and cached outputs: the drift reference."""
+        return self.monitoring_dir / "reference" / f"{model_name}-v{version}"
+
+    @property
+    def inbox(self) -> Path:
+        return self.root / self.params.schedule.monitor_inbox
+
+    # --- stores ---
+    @property
+    def store_url(self) -> str:
+        return resolve_url(self.params.monitor.store_url, self.root)
+
+    @property
+    def tuning_dir(self) -> Path:
+        return self.artifacts / "tuning"
+
+    @property
+    def prefect_server_log(self) -> Path:
+        return self.artifacts / "prefect-server.log"

