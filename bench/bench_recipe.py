@@ -6,7 +6,7 @@
 ``prepare`` runs the project's prepare and augment stages on the shipped TFNS data: training rows
 (augmented), the dev split carved from them, and the test set (TFNS validation). ``run`` fine-tunes
 each variant (``params.yaml`` train settings plus the variant's overrides; ``train.on_cuda`` on a GPU)
-for every seed with ``finsent.train.fit_frames``, which selects weights on dev only. It then scores the
+for every seed with ``finsent.training.train.fit_frames``, which selects weights on dev only. It then scores the
 test set for the report. A variant is kept when its mean dev macro-F1 beats the baseline's across
 seeds; the test columns are reported, never used to decide.
 

@@ -6,11 +6,11 @@ Sections, each written to the JSON as soon as it ends (a run cut short keeps wha
 
   minilm_trainer    HF Trainer: batch 32, dynamic padding (DataCollatorWithPadding), bf16 on CUDA
                     (fp32 on CPU, which has no bf16 units); macro-F1 on the validation set after it.
-  minilm_finsent    ``finsent.train.fit`` with the settings finsent uses on the device (params.yaml,
+  minilm_finsent    ``finsent.training.train.fit`` with the settings finsent uses on the device (params.yaml,
                     ``train.on_cuda`` on a GPU), evaluated after every epoch: samples/s and the time it
                     takes to reach the Trainer's macro-F1.
   sweep             optional further finsent settings (``--sweep 512:6e-4:8``), the same way.
-  scoring           HF ``pipeline`` against ``finsent.score.Scorer`` on the same texts, tokenising
+  scoring           HF ``pipeline`` against ``finsent.training.score.Scorer`` on the same texts, tokenising
                     included, with the agreement of their predictions.
   bertbase_*        a random-initialised bert-base-size model: a timed run of N steps of each trainer.
 
@@ -223,7 +223,7 @@ def finsent_run(
     *,
     evaluate: Callable[[], float] | None = None,
 ) -> dict[str, Any]:
-    """``finsent.train.fit``, evaluated (outside the timed span) after every epoch."""
+    """``finsent.training.train.fit``, evaluated (outside the timed span) after every epoch."""
     steps_per_epoch = math.ceil(len(labels) / p.batch_size)
     total_steps = max(1, math.ceil(p.epochs * steps_per_epoch))
     evaluations: list[dict[str, float]] = []

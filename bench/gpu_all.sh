@@ -23,7 +23,7 @@ timeout 150 $PY bench/bench_augment.py train --data .carry/aug --model "$ENC" --
   --settings none all finance eda --out "$OUT/augment.json" > "$OUT/augment.log" 2>&1
 echo "augment exit $?" | tee -a "$OUT/env.txt"; tail -6 "$OUT/augment.log"
 
-timeout 60 $PY -m torch.distributed.run --standalone --nproc_per_node 1 -m finsent.distributed \
+timeout 60 $PY -m torch.distributed.run --standalone --nproc_per_node 1 -m finsent.training.distributed \
   --train .carry/aug/prepared.csv --out /tmp/ddp_out --set "train.base_model=$ENC" --set train.progress=false \
   --set train.on_cuda='{batch_size: 256, learning_rate: 4.0e-4, epochs: 1.0, pad_to_multiple_of: 8}' > "$OUT/ddp_nccl.log" 2>&1
 echo "torchrun exit $?" | tee -a "$OUT/env.txt"; cp /tmp/ddp_out/train_summary.json "$OUT/ddp_nccl_summary.json" 2>/dev/null; tail -3 "$OUT/ddp_nccl.log"

@@ -41,7 +41,7 @@ import pandas as pd
 df = pd.read_csv("datasets/tfns/sent_train.csv")
 df.sample(n=2000, random_state=0).to_csv("/tmp/ddp_train.csv", index=False)
 EOF
-timeout 90 $PY -m torch.distributed.run --standalone --nproc_per_node 1 -m finsent.distributed \
+timeout 90 $PY -m torch.distributed.run --standalone --nproc_per_node 1 -m finsent.training.distributed \
   --train /tmp/ddp_train.csv --out /tmp/ddp_out --set "train.base_model=$ENCODER" --set train.progress=false \
   --set train.on_cuda='{batch_size: 256, learning_rate: 4.0e-4, epochs: 2.0, pad_to_multiple_of: 8}' \
   2>&1 | tee "$OUT/ddp_nccl.log"

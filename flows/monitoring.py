@@ -97,7 +97,11 @@ def retrain_flow(
         history.finish_retrain(engine, retrain_id, "failed", message=f"{exc.__class__.__name__}: {exc}")
         raise
     history.finish_retrain(
-        engine, retrain_id, "registered", model_version=registration.version, promoted=registration.promoted,
+        engine,
+        retrain_id,
+        "registered",
+        model_version=registration.version,
+        promoted=registration.promoted,
         message="; ".join(registration.reasons),
     )
     result = {"reasons": reasons, "labels": asdict(new_labels), "registration": asdict(registration)}
@@ -129,7 +133,9 @@ def monitoring_flow(
     if not (summary.should_retrain and retrain):
         return summary
     try:
-        retrained = retrain_flow(params_path=params_path, root=str(project), overrides=overrides, reasons=summary.decision["reasons"], git_commit=git_commit)
+        retrained = retrain_flow(
+            params_path=params_path, root=str(project), overrides=overrides, reasons=summary.decision["reasons"], git_commit=git_commit
+        )
     except BaseException:
         run.record_retrain(client, summary, None, failed=True)
         raise

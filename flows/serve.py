@@ -24,14 +24,15 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, Sequence
+from typing import IO
 
 import httpx
 
 from finsent.config import Params, load_params
-from finsent.paths import Layout
 from finsent.errors import FinsentError
+from finsent.paths import Layout
 
 
 class ServerError(FinsentError, RuntimeError):

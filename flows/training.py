@@ -77,7 +77,13 @@ def register_model(
     augmented: augment.AugmentSummary,
 ) -> RegistrationSummary:
     return register.run(
-        params, root, run.train_dir, run.eval_dir, Path(prepared.eval_path), data_version, validation,
+        params,
+        root,
+        run.train_dir,
+        run.eval_dir,
+        Path(prepared.eval_path),
+        data_version,
+        validation,
         extra_tags={
             "run_dir": str(run.dir),
             "augment.md5": augmented.md5,

@@ -26,7 +26,9 @@ def open_search(params: Params, root: Path, data_version, augmented: augment.Aug
 
 
 @task
-def run_trial(params: Params, root: Path, search: tune.Search, augmented: augment.AugmentSummary, prepared: prepare.PrepareSummary) -> tune.TrialResult:
+def run_trial(
+    params: Params, root: Path, search: tune.Search, augmented: augment.AugmentSummary, prepared: prepare.PrepareSummary
+) -> tune.TrialResult:
     return tune.run_trial(params, root, search, Path(augmented.output), prepared.dev_path)
 
 

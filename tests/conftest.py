@@ -1,5 +1,6 @@
-"""Shared fixtures: quiet/offline settings, a tiny random BERT, a throw-away project with its own git
-repo, DVC remote and MLflow store, and one Prefect test harness per session."""
+"""Shared fixtures: quiet/offline settings, the tiny random BERT (testkit.tiny_bert), the TFNS splits and a
+throw-away project with its own git repo, DVC remote and MLflow store. The servers (Prefect harness,
+PostgreSQL, S3) are fixtures of tests/integration/conftest.py."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pandas as pd
 import pytest
 
 from finsent.env import apply_quiet_offline
+from testkit.tiny_bert import minilm_tokenizer, save_tiny_bert, tiny_bert
 
 apply_quiet_offline()  # before any library reads its settings
 
@@ -19,40 +21,9 @@ REPO = Path(__file__).resolve().parents[1]
 TFNS = REPO / "datasets" / "tfns"
 
 
-def _load_test_helpers() -> None:
-    """Helper modules in tests/code, importable by name from the tests (pytest runs with
-    --import-mode=importlib, so test folders are not on sys.path)."""
-    import importlib.util
-
-    for name in ("registry_synthetic", "tiny_settings", "local_services"):
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).parent / "code" / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module
-        spec.loader.exec_module(module)
-
-
-_load_test_helpers()
-
-
 @pytest.fixture(scope="session")
 def tokenizer():
-    from transformers import AutoTokenizer
-
-    from finsent.training.model import packaged_encoder_path
-
-    return AutoTokenizer.from_pretrained(packaged_encoder_path())
-
-
-def tiny_bert(tokenizer, seed: int = 0):
-    import torch
-    from transformers import BertConfig, BertForSequenceClassification
-
-    torch.manual_seed(seed)
-    config = BertConfig(
-        vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=64, max_position_embeddings=128, num_labels=3,
-    )
-    return BertForSequenceClassification(config)
+    return minilm_tokenizer()
 
 
 @pytest.fixture(scope="session")
@@ -63,10 +34,7 @@ def make_tiny_bert(tokenizer):
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory, tokenizer) -> Path:
     """A random-initialised 2-layer, 32-wide BERT with the real MiniLM tokenizer, saved like a hub model."""
-    path = tmp_path_factory.mktemp("tiny-bert")
-    tiny_bert(tokenizer).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
+    return save_tiny_bert(tmp_path_factory.mktemp("tiny-bert"), tokenizer)
 
 
 @pytest.fixture(scope="session")
@@ -117,35 +85,3 @@ def make_project(root: Path, train: pd.DataFrame, valid: pd.DataFrame) -> Path:
 def project(tmp_path, tfns_train, tfns_valid) -> Path:
     """A throw-away project holding a stratified sample of TFNS (400 train, 200 eval rows)."""
     return make_project(tmp_path / "project", _sample(tfns_train, 400), _sample(tfns_valid, 200))
-
-
-@pytest.fixture(scope="session")
-def prefect_harness():
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
-
-
-@pytest.fixture(scope="session")
-def postgres():
-    """A throw-away PostgreSQL server (SQLAlchemy URL without a database); skips where none is installed."""
-    import local_services
-
-    try:
-        with local_services.postgres_server() as url:
-            yield url
-    except local_services.ServiceUnavailable as exc:
-        pytest.skip(str(exc))
-
-
-@pytest.fixture(scope="session")
-def s3():
-    """An S3 endpoint (moto) and the credentials for it in the environment."""
-    import local_services
-
-    with pytest.MonkeyPatch.context() as patch:
-        for key, value in local_services.S3_CREDENTIALS.items():
-            patch.setenv(key, value)
-        with local_services.s3_server() as endpoint:
-            yield endpoint

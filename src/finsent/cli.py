@@ -8,10 +8,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
-from typing import Any, Sequence
-
+from typing import Any
 
 from finsent.env import apply_quiet_offline
 from finsent.errors import FinsentError
@@ -31,7 +31,7 @@ def overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
 
 
 def emit(value: Any) -> None:
-    if is_dataclass(value):
+    if is_dataclass(value) and not isinstance(value, type):
         value = asdict(value)
     print(json.dumps(value, indent=2, default=str))
 
@@ -104,7 +104,6 @@ def cmd_stage(args: argparse.Namespace) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
-    import mlflow
     import pandas as pd
 
     from finsent import tracking
@@ -116,7 +115,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
     alias = args.alias or CHAMPION
     if versions.alias_version(client, p.register.model_name, alias) is None:
         raise tracking.RegistryError(f"no model has the alias {alias!r} in {p.register.model_name!r}: train one first (make run)")
-    model = mlflow.pyfunc.load_model(f"models:/{p.register.model_name}@{alias}")
+    model = versions.load_pyfunc(f"models:/{p.register.model_name}@{alias}")
     texts = args.text or [line.rstrip("\n") for line in sys.stdin if line.strip()]
     result = model.predict(pd.DataFrame({"text": texts}))
     result.insert(0, "text", texts)
@@ -262,8 +261,12 @@ def cmd_monitor_run(args: argparse.Namespace) -> None:
     root, _ = load(args)  # fail on bad params before Prefect starts
     path = str(input_file(args.file)) if args.file else None
     summary = monitoring_flow(
-        path=path, params_path=args.params, root=str(root), overrides=overrides(args),
-        retrain=not args.no_retrain, git_commit=not args.no_git_commit,
+        path=path,
+        params_path=args.params,
+        root=str(root),
+        overrides=overrides(args),
+        retrain=not args.no_retrain,
+        git_commit=not args.no_git_commit,
     )
     emit(summary.to_dict())
 
@@ -328,11 +331,15 @@ def build_parser() -> argparse.ArgumentParser:
     promote.add_argument("--reason", required=True)
     for name in ("history", "rollback", "show", "lineage", "promote"):
         reg.choices[name].set_defaults(func=cmd_registry)
-    score = sub.add_parser("score", help="score a news batch (CSV/JSONL: text, published_at[, ticker, source, label]) into the predictions store")
+    score = sub.add_parser(
+        "score", help="score a news batch (CSV/JSONL: text, published_at[, ticker, source, label]) into the predictions store"
+    )
     score.add_argument("file")
     score.add_argument("--alias", default=None, help="registry alias (default champion)")
     score.set_defaults(func=cmd_score)
-    mon = sub.add_parser("monitor", help="sentiment index, drift, and the monitoring flow").add_subparsers(dest="monitor_command", required=True)
+    mon = sub.add_parser("monitor", help="sentiment index, drift, and the monitoring flow").add_subparsers(
+        dest="monitor_command", required=True
+    )
     index = mon.add_parser("index", help="per-ticker, per-day counts and net sentiment from the store, with alerts and a plot")
     index.add_argument("--start", help="first published day or time, ISO 8601 (UTC)")
     index.add_argument("--end", help="end (exclusive), ISO 8601 (UTC)")
@@ -354,7 +361,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve_cmd.add_argument("--port", type=int, default=None, help="server port (default schedule.server_port)")
     serve_cmd.add_argument("--no-server", action="store_true", help="use the running server named by PREFECT_API_URL")
     serve_cmd.set_defaults(func=cmd_serve)
-    deploy_cmd = sub.add_parser("deploy", help="register both deployments on a work pool of the server at PREFECT_API_URL (workers run them)")
+    deploy_cmd = sub.add_parser(
+        "deploy", help="register both deployments on a work pool of the server at PREFECT_API_URL (workers run them)"
+    )
     deploy_cmd.add_argument("--pool", default=None, help="work pool (default schedule.work_pool; created as a process pool if missing)")
     deploy_cmd.set_defaults(func=cmd_deploy)
     return parser

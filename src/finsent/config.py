@@ -379,6 +379,10 @@ TUNABLE: tuple[str, ...] = (
 )  # fmt: skip
 
 
+def _is_number(value: object) -> typing.TypeGuard[int | float]:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)  # YAML's true is not a 1
+
+
 def check_search_space(space: dict[str, Any]) -> None:
     """Each entry: ``{choices: [...]}``, or ``{low, high}`` with optional ``log: true`` / ``step``."""
     unknown = sorted(set(space) - set(TUNABLE))
@@ -396,8 +400,7 @@ def check_search_space(space: dict[str, Any]) -> None:
                 raise ConfigError(f"{where}: choices must be a non-empty list, alone")
             continue
         low, high = spec.get("low"), spec.get("high")
-        numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high))
-        if not numbers or not low < high:
+        if not _is_number(low) or not _is_number(high) or not low < high:
             raise ConfigError(f"{where}: needs numbers low < high, got low={low!r} high={high!r}")
         if spec.get("log") and low <= 0:
             raise ConfigError(f"{where}: a log scale needs low > 0")
@@ -472,7 +475,7 @@ def _check_type(value: Any, annotation: Any, where: str) -> Any:
             return None
         non_none = [a for a in args if a is not type(None)]
         return _check_type(value, non_none[0], where)
-    if dataclasses.is_dataclass(annotation):
+    if isinstance(annotation, type) and dataclasses.is_dataclass(annotation):
         return from_dict(annotation, value, where)
     if annotation is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
@@ -526,7 +529,7 @@ def replace(params: Params, **sections: dict[str, Any]) -> Params:
         if name not in {f.name for f in dataclasses.fields(Params)}:
             raise ConfigError(f"unknown parameter section {name!r}")
         current = getattr(params, name)
-        if dataclasses.is_dataclass(current):
+        if dataclasses.is_dataclass(current) and not isinstance(current, type):
             merged[name] = from_dict(type(current), {**dataclasses.asdict(current), **overrides}, where=name)
         else:
             merged[name] = _check_type(overrides, typing.get_type_hints(Params)[name], name)

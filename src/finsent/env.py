@@ -7,7 +7,7 @@ environment win, so a user can still opt in to anything.
 from __future__ import annotations
 
 import os
-from typing import MutableMapping
+from collections.abc import MutableMapping
 
 QUIET_OFFLINE = {
     "HF_HUB_OFFLINE": "1",  # never download weights from a hub

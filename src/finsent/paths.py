@@ -28,14 +28,14 @@ def resolve_url(url: str, root: str | Path) -> str:
     relative = url.startswith(SQLITE_PREFIX) and not url.startswith(SQLITE_PREFIX + "/")
     if not relative or url == SQLITE_PREFIX + ":memory:":
         return url
-    return SQLITE_PREFIX + str((Path(root) / url[len(SQLITE_PREFIX):]).resolve())
+    return SQLITE_PREFIX + str((Path(root) / url[len(SQLITE_PREFIX) :]).resolve())
 
 
 def sqlite_path(url: str) -> Path | None:
     """The database file of an (absolute) SQLite URL; None for any other database."""
     if not url.startswith(SQLITE_PREFIX) or url == SQLITE_PREFIX + ":memory:":
         return None
-    return Path(url[len(SQLITE_PREFIX):])
+    return Path(url[len(SQLITE_PREFIX) :])
 
 
 def stamp() -> str:
@@ -100,7 +100,6 @@ class RunLayout:
         return self.dir / "registration.json"
 
 
-
 @dataclass(frozen=True)
 class Layout:
     """The project's folders, from ``params`` and the project root."""
@@ -109,7 +108,7 @@ class Layout:
     params: Params
 
     @classmethod
-    def of(cls, root: str | Path, params: Params) -> "Layout":
+    def of(cls, root: str | Path, params: Params) -> Layout:
         return cls(Path(root).resolve(), params)
 
     # --- labelled data (DVC-tracked as one folder) ---

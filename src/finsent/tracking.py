@@ -107,7 +107,7 @@ def ensure_experiment(client, name: str, location: str | None) -> str:
 
 
 def flatten(prefix: str, value) -> dict[str, str]:
-    if dataclasses.is_dataclass(value):
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
         value = dataclasses.asdict(value)
     if isinstance(value, dict):
         out: dict[str, str] = {}

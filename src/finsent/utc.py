@@ -5,13 +5,13 @@ SQLite has no time zones, so every store column holds naive UTC; these are the t
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pandas as pd
 
 
 def now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def naive(value: datetime | pd.Timestamp | str) -> datetime:
@@ -23,4 +23,4 @@ def naive(value: datetime | pd.Timestamp | str) -> datetime:
 
 def aware(value: datetime) -> datetime:
     """Aware UTC; a naive input (as read from a database column) is taken to be UTC."""
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

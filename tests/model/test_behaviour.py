@@ -205,18 +205,12 @@ def test_malformed_suite_is_rejected(edit, match):
 
 @pytest.mark.slow
 def test_suite_runs_on_a_tiny_random_bert(suite):
-    import torch
-    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
-
-    from finsent.training.model import packaged_encoder_path
     from finsent.training.score import Scorer
+    from testkit.tiny_bert import minilm_tokenizer, tiny_bert
 
-    torch.manual_seed(0)
-    tok = AutoTokenizer.from_pretrained(packaged_encoder_path())
-    config = BertConfig(
-        vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, num_labels=3
-    )
-    scorer = Scorer(tok, BertForSequenceClassification(config), max_length=64, batch_size=64, device="cpu")
+    tok = minilm_tokenizer()
+    model = tiny_bert(tok, max_position_embeddings=512)  # the transformers default
+    scorer = Scorer(tok, model, max_length=64, batch_size=64, device="cpu")
     result = run_suite(scorer.predict_proba, suite)
     assert set(result.pass_rates) == set(TEST_TYPES)
     assert all(0.0 <= rate <= 1.0 for rate in result.pass_rates.values())

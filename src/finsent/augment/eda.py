@@ -37,9 +37,7 @@ def _movable(text: str, lexicon: Lexicon) -> tuple[list[str], list[int]]:
     tokens = list(_TOKEN.finditer(text))
     names = [m.span() for p in (lexicon.company_pattern, lexicon.broker_pattern) for m in find_outside_urls(p, text)]
     positions = [
-        i
-        for i, t in enumerate(tokens)
-        if _is_plain_word(t.group(0), lexicon) and not any(s < t.end() and t.start() < e for s, e in names)
+        i for i, t in enumerate(tokens) if _is_plain_word(t.group(0), lexicon) and not any(s < t.end() and t.start() < e for s, e in names)
     ]
     return [t.group(0) for t in tokens], positions
 

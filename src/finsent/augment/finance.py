@@ -154,9 +154,7 @@ def _same_order(old: list[float], new: list[float]) -> bool:
     """Every pair compares the same way before and after, and nothing positive became zero."""
     if any(o > 0 and n <= 0 for o, n in zip(old, new)):
         return False
-    return all(
-        np.sign(old[i] - old[j]) == np.sign(new[i] - new[j]) for i in range(len(old)) for j in range(i + 1, len(old))
-    )
+    return all(np.sign(old[i] - old[j]) == np.sign(new[i] - new[j]) for i in range(len(old)) for j in range(i + 1, len(old)))
 
 
 def _scale_amounts(text: str, factor: float) -> str | None:

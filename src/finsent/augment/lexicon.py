@@ -150,9 +150,7 @@ def parse_lexicon(raw: object, source: str = "lexicon") -> Lexicon:
     for i, entry in enumerate(raw["companies"] or []):
         if not isinstance(entry, dict) or not isinstance(entry.get("ticker"), str):
             raise LexiconError(f"{source}: companies[{i}] needs a ticker and names, got {entry!r}")
-        companies.append(
-            Company(entry["ticker"].strip().upper(), _strings(entry.get("names"), f"companies[{i}].names"))
-        )
+        companies.append(Company(entry["ticker"].strip().upper(), _strings(entry.get("names"), f"companies[{i}].names")))
     brokers = tuple(_strings(b, f"brokers[{i}]") for i, b in enumerate(raw["brokers"] or []))
     if len(companies) < 2 or len(brokers) < 2:
         raise LexiconError(f"{source}: at least two companies and two brokers are needed to swap")

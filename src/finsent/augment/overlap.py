@@ -69,10 +69,7 @@ class EvalOverlapIndex:
         low, high = self.threshold * len(words), len(words) / self.threshold
         prefix = self._rarest_first(words)[: _prefix_length(len(words), self.threshold)]
         candidates = {i for w in prefix for i in self._postings.get(w, ())}
-        return any(
-            low - 1e-9 <= len(self._sets[i]) <= high + 1e-9 and jaccard(words, self._sets[i]) >= self.threshold
-            for i in candidates
-        )
+        return any(low - 1e-9 <= len(self._sets[i]) <= high + 1e-9 and jaccard(words, self._sets[i]) >= self.threshold for i in candidates)
 
     def mask(self, texts: Sequence[str]) -> list[bool]:
         return [self.matches(t) for t in texts]

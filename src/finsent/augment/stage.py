@@ -25,10 +25,10 @@ from finsent.augment.lexicon import Lexicon, load_lexicon
 from finsent.augment.overlap import EvalOverlapIndex
 from finsent.augment.synonyms import synonym_replace
 from finsent.augment.text import has_words, latin_share
-from finsent.vocabulary import LABELS
 from finsent.config import AugmentParams
 from finsent.data.frames import DataError, check_columns, read_dataset, write_dataset
 from finsent.data.validate import normalise_text
+from finsent.vocabulary import LABELS
 
 ORIGINAL = "original"
 BACKTRANSLATION = "backtranslation"
@@ -88,9 +88,7 @@ def keep_variant(source: str, variant: str | None, label: int, lexicon: Lexicon,
     )
 
 
-def plan_variant_counts(
-    labels: np.ndarray, eligible: np.ndarray, p: AugmentParams, rng: np.random.Generator
-) -> np.ndarray:
+def plan_variant_counts(labels: np.ndarray, eligible: np.ndarray, p: AugmentParams, rng: np.random.Generator) -> np.ndarray:
     """Variants to make per row: the whole part of its class's rate, plus one more with the fraction's
     probability. Ineligible rows get none."""
     rates = np.array([float(p.variants_per_row.get(LABELS[y], 0.0)) if 0 <= y < len(LABELS) else 0.0 for y in labels])
@@ -128,7 +126,7 @@ def generate_variants(
         weights[BACKTRANSLATION] = float(p.augmenters[BACKTRANSLATION])
     eligible = np.array([is_augmentable(t, int(y), p) for t, y in zip(texts, labels)], dtype=bool)
     counts = plan_variant_counts(labels, eligible, p, rng)
-    slots = [row for row in np.flatnonzero(counts) for _ in range(counts[row])]
+    slots = [int(row) for row in np.flatnonzero(counts) for _ in range(counts[row])]
     if not weights or not slots:
         return pd.DataFrame(columns=list(COLUMNS)), len(slots)
     names = list(weights)
@@ -136,10 +134,8 @@ def generate_variants(
     # Back-translation runs as one batch, for the variants that drew it first; elsewhere in an order
     # it only reuses a translation already made for that row.
     translated = (
-        _back_translate(
-            texts, [row for row, order in zip(slots, orders) if order[0] == BACKTRANSLATION], backtranslator
-        )
-        if BACKTRANSLATION in weights
+        _back_translate(texts, [row for row, order in zip(slots, orders) if order[0] == BACKTRANSLATION], backtranslator)
+        if backtranslator is not None and BACKTRANSLATION in weights
         else {}
     )
     seen = {normalise_text(t) for t in texts}
@@ -148,7 +144,7 @@ def generate_variants(
         source, label = texts[row], int(labels[row])
         for name in order:
             variant = translated.get(row) if name == BACKTRANSLATION else augmenters[name](source, rng, lexicon)
-            if keep_variant(source, variant, label, lexicon, p) and normalise_text(variant) not in seen:
+            if variant is not None and keep_variant(source, variant, label, lexicon, p) and normalise_text(variant) not in seen:
                 seen.add(normalise_text(variant))
                 rows.append((variant, label, int(row), name))
                 break
@@ -167,9 +163,7 @@ def _originals(df: pd.DataFrame) -> pd.DataFrame:
     check_columns(df, "augment input")
     labels = pd.to_numeric(df["label"], errors="coerce")
     if labels.isna().any() or (labels % 1 != 0).any():
-        raise DataError(
-            "augment input: labels must be integer class ids (read the data with finsent.data.read_dataset)"
-        )
+        raise DataError("augment input: labels must be integer class ids (read the data with finsent.data.read_dataset)")
     return pd.DataFrame(
         {
             "text": df["text"].fillna("").astype(str).to_numpy(),
@@ -193,9 +187,7 @@ def augment_frame(
     if not p.enabled:
         return AugmentResult(originals)
     lexicon = lexicon or load_lexicon(p.lexicon)
-    new, planned = generate_variants(
-        originals["text"].tolist(), originals["label"].to_numpy(), p, rng, lexicon, backtranslator
-    )
+    new, planned = generate_variants(originals["text"].tolist(), originals["label"].to_numpy(), p, rng, lexicon, backtranslator)
     removed_new = removed_originals = 0
     if eval_texts is not None:
         index = EvalOverlapIndex(eval_texts, p.near_duplicate_threshold)
@@ -257,9 +249,11 @@ def load_backtranslator(p: AugmentParams) -> RoundTripTranslator | None:
         return None
     from finsent.augment.backtranslate import BackTranslator  # torch and transformers only when asked for
 
+    forward, backward = p.backtranslation_model, p.backtranslation_reverse_model
+    assert forward is not None and backward is not None  # enabled, and AugmentParams sets both or neither
     return BackTranslator(
-        p.backtranslation_model,
-        p.backtranslation_reverse_model,
+        forward,
+        backward,
         max_length=p.backtranslation_max_length,
         batch_size=p.backtranslation_batch_size,
         device=p.backtranslation_device,

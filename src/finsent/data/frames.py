@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from finsent.vocabulary import LABELS
 from finsent.errors import FinsentError
 from finsent.files import atomic_path
+from finsent.vocabulary import LABELS
 
 REQUIRED_COLUMNS = ("text", "label")
 _LABEL_BY_NAME = {name: i for i, name in enumerate(LABELS)}
@@ -38,7 +38,7 @@ def read_table(path: str | Path) -> pd.DataFrame:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise DataError(
-            f"{path}: not valid UTF-8 (byte {exc.start}: {raw[exc.start:exc.start + 1]!r}); re-save the file as UTF-8"
+            f"{path}: not valid UTF-8 (byte {exc.start}: {raw[exc.start : exc.start + 1]!r}); re-save the file as UTF-8"
         ) from exc
     try:
         if path.suffix.lower() in {".jsonl", ".ndjson", ".json"}:

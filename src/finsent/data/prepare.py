@@ -12,13 +12,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from finsent.vocabulary import LABELS
-
 from finsent.config import DataParams
-from finsent.paths import PreparedFiles
 from finsent.data.frames import read_dataset, stratified_sample, write_dataset
 from finsent.data.split import dev_split
 from finsent.data.validate import drop_eval_overlap, training_files
+from finsent.paths import PreparedFiles
+from finsent.vocabulary import LABELS
 
 
 @dataclass(frozen=True)

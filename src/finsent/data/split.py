@@ -33,4 +33,3 @@ def dev_split(train: pd.DataFrame, fraction: float, seed: int) -> tuple[pd.DataF
         dev_keys.update(distinct["key"].iloc[:n_dev])
     in_dev = keys.isin(dev_keys).to_numpy()
     return train.loc[~in_dev].reset_index(drop=True), train.loc[in_dev].reset_index(drop=True)
-

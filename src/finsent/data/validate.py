@@ -14,15 +14,15 @@ import logging
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
-
-from finsent.vocabulary import LABELS
 
 from finsent.config import DataParams, Params, ValidateParams
 from finsent.data.frames import REQUIRED_COLUMNS, normalise_labels
 from finsent.errors import FinsentError
 from finsent.files import write_json
+from finsent.vocabulary import LABELS
 
 ACCEPTED_LABELS = sorted({str(i) for i in range(len(LABELS))} | set(LABELS) | {f"{i}.0" for i in range(len(LABELS))})
 _SPACES = re.compile(r"\s+")
@@ -31,7 +31,7 @@ _SPACES = re.compile(r"\s+")
 class ValidationError(FinsentError, ValueError):
     """A batch failed the validation gate; ``report`` says which expectations and rows."""
 
-    def __init__(self, reports: list["ValidationReport"], quarantined: list[str] | None = None) -> None:
+    def __init__(self, reports: list[ValidationReport], quarantined: list[str] | None = None) -> None:
         self.reports = [r for r in reports if not r.success]
         self.quarantined = quarantined or []
         lines = ["validation failed; nothing downstream ran"] + [r.summary() for r in self.reports]
@@ -114,14 +114,10 @@ def build_suite(p: ValidateParams, rows: int):
     suite.add_expectation(gxe.ExpectTableRowCountToBeBetween(min_value=p.min_rows))
     suite.add_expectation(gxe.ExpectColumnValuesToNotBeNull(column="text"))
     suite.add_expectation(gxe.ExpectColumnValuesToBeInSet(column="text_is_str", value_set=[True]))
-    suite.add_expectation(
-        gxe.ExpectColumnValuesToBeBetween(column="text_chars", min_value=p.min_text_chars, max_value=p.max_text_chars)
-    )
+    suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(column="text_chars", min_value=p.min_text_chars, max_value=p.max_text_chars))
     suite.add_expectation(gxe.ExpectColumnValuesToNotBeNull(column="label_raw"))
     suite.add_expectation(gxe.ExpectColumnValuesToBeInSet(column="label_raw", value_set=ACCEPTED_LABELS))
-    suite.add_expectation(
-        gxe.ExpectColumnValuesToBeInSet(column="is_duplicate", value_set=[False], mostly=1.0 - p.max_duplicate_share)
-    )
+    suite.add_expectation(gxe.ExpectColumnValuesToBeInSet(column="is_duplicate", value_set=[False], mostly=1.0 - p.max_duplicate_share))
     leak_mostly = min(1.0, max(0.0, 1.0 - (p.max_leak_rows / rows if rows else 0.0)))
     suite.add_expectation(gxe.ExpectColumnValuesToBeInSet(column="in_eval", value_set=[False], mostly=leak_mostly))
     if rows >= p.class_share_min_rows:
@@ -178,7 +174,12 @@ def validate_frame(raw: pd.DataFrame, eval_df: pd.DataFrame | None, p: ValidateP
     definition = context.validation_definitions.add(gx.ValidationDefinition(name=f"{name}_validation", data=batch_definition, suite=suite))
     result = definition.run(
         batch_parameters={"dataframe": prepared},
-        result_format={"result_format": "SUMMARY", "partial_unexpected_count": p.report_examples, "include_unexpected_rows": False, "return_unexpected_index_query": False},
+        result_format={
+            "result_format": "SUMMARY",
+            "partial_unexpected_count": p.report_examples,
+            "include_unexpected_rows": False,
+            "return_unexpected_index_query": False,
+        },
     )
     failures = [_failure_from(r, prepared, p.report_examples) for r in result.results if not r.success]
     return ValidationReport(name=name, rows=len(prepared), success=bool(result.success), evaluated=len(result.results), failures=failures)
@@ -218,7 +219,7 @@ def run(p: Params, root: Path, report_path: Path) -> dict:
     base_rules = dataclasses.replace(p.validate, max_leak_rows=10**9)
     reports = [eval_report, validate_file(files[0], eval_raw, base_rules)]
     reports += [validate_file(f, eval_raw, p.validate) for f in files[1:]]
-    summary = {"success": all(r.success for r in reports), "files": [r.to_dict() for r in reports]}
+    summary: dict[str, Any] = {"success": all(r.success for r in reports), "files": [r.to_dict() for r in reports]}
     write_report_dict(summary, report_path)
     if summary["success"]:
         return summary

@@ -8,15 +8,16 @@ pass rate of each test type with the failing cases, which the promotion gate hol
 from __future__ import annotations
 
 import string
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from importlib import resources
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import yaml
 
-from finsent.vocabulary import LABELS
 from finsent.errors import FinsentError
+from finsent.vocabulary import LABELS
 
 TEST_TYPES: tuple[str, ...] = ("minimum_functionality", "invariance", "directional")
 SUITE_RESOURCE = "resources/behaviour_suite.yaml"
@@ -62,12 +63,12 @@ class BehaviourSuite:
     def texts(self) -> list[str]:
         """Every distinct sentence of the suite, in a stable order."""
         seen: dict[str, None] = {}
-        for case in self.minimum_functionality:
-            seen[case.text] = None
-        for case in self.invariance:
-            seen.update(dict.fromkeys(case.texts))
-        for case in self.directional:
-            seen[case.base] = seen[case.changed] = None
+        for mft_case in self.minimum_functionality:
+            seen[mft_case.text] = None
+        for inv_case in self.invariance:
+            seen.update(dict.fromkeys(inv_case.texts))
+        for dir_case in self.directional:
+            seen[dir_case.base] = seen[dir_case.changed] = None
         return list(seen)
 
 
@@ -82,7 +83,7 @@ class BehaviourResult:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> "BehaviourResult":
+    def from_dict(cls, raw: dict[str, Any]) -> BehaviourResult:
         return cls(**raw)
 
 
@@ -115,7 +116,7 @@ def parse_suite(raw: Any) -> BehaviourSuite:
     mft = []
     for label, sentences in mft_raw.items():
         _require(
-            isinstance(sentences, list) and sentences and all(isinstance(s, str) and s.strip() for s in sentences),
+            isinstance(sentences, list) and len(sentences) > 0 and all(isinstance(s, str) and s.strip() for s in sentences),
             f"behaviour suite: minimum_functionality.{label} must be a non-empty list of sentences",
         )
         mft += [MinimumFunctionalityCase(text=s, label=LABELS.index(label)) for s in sentences]
@@ -211,26 +212,32 @@ def run_suite(predict_proba: PredictProba, suite: BehaviourSuite | None = None, 
     record("minimum_functionality", mft_ok, mft_fail)
 
     inv_ok, inv_fail = [], []
-    for case in suite.invariance:
-        predicted = [LABELS[int(probs[t].argmax())] for t in case.texts]
-        ok = len(set(predicted)) == 1
+    for inv_case in suite.invariance:
+        predictions = [LABELS[int(probs[t].argmax())] for t in inv_case.texts]
+        ok = len(set(predictions)) == 1
         inv_ok.append(ok)
         if not ok:
-            inv_fail.append({"name": case.name, "predictions": dict(zip(case.texts, predicted))})
+            inv_fail.append({"name": inv_case.name, "predictions": dict(zip(inv_case.texts, predictions))})
     record("invariance", inv_ok, inv_fail)
 
     dir_ok, dir_fail = [], []
-    for case in suite.directional:
+    for dir_case in suite.directional:
         # It must move the right way by at least the suite's minimum: a near-constant model fails.
-        lean_base = probs[case.base][bullish] - probs[case.base][bearish]
-        lean_changed = probs[case.changed][bullish] - probs[case.changed][bearish]
+        lean_base = probs[dir_case.base][bullish] - probs[dir_case.base][bearish]
+        lean_changed = probs[dir_case.changed][bullish] - probs[dir_case.changed][bearish]
         shift = float(lean_changed - lean_base)
-        ok = shift * case.direction >= suite.directional_min_shift and shift * case.direction > 0
+        ok = shift * dir_case.direction >= suite.directional_min_shift and shift * dir_case.direction > 0
         dir_ok.append(ok)
         if not ok:
-            direction = "up" if case.direction > 0 else "down"
+            direction = "up" if dir_case.direction > 0 else "down"
             dir_fail.append(
-                {"name": case.name, "base": case.base, "changed": case.changed, "direction": direction, "shift": round(shift, 4)}
+                {
+                    "name": dir_case.name,
+                    "base": dir_case.base,
+                    "changed": dir_case.changed,
+                    "direction": direction,
+                    "shift": round(shift, 4),
+                }
             )
     record("directional", dir_ok, dir_fail)
 
@@ -240,4 +247,3 @@ def run_suite(predict_proba: PredictProba, suite: BehaviourSuite | None = None, 
         class_pass_rates={name: _rate(sum(flags), len(flags)) for name, flags in per_class.items()},
         failures=failures,
     )
-

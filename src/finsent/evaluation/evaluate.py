@@ -13,14 +13,12 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
-from finsent.files import write_json
-from finsent.vocabulary import CASHTAG, LABELS, PROBABILITY_COLUMNS, URL
-
 from finsent.config import EvaluateParams, TrainParams
 from finsent.data.frames import read_dataset
 from finsent.evaluation.behaviour import BEHAVIOUR_FILE, run_suite
+from finsent.files import write_json
 from finsent.training.score import Scorer
-
+from finsent.vocabulary import CASHTAG, LABELS, PROBABILITY_COLUMNS, URL
 
 
 @dataclass(frozen=True)
@@ -143,18 +141,14 @@ def plot_reliability(bins: list[dict], ece: float, path: Path) -> None:
     plt.close(fig)
 
 
-def run(
-    p: EvaluateParams, model_dir: str | Path, eval_path: str | Path, out_dir: str | Path, train_params: TrainParams
-) -> EvalSummary:
+def run(p: EvaluateParams, model_dir: str | Path, eval_path: str | Path, out_dir: str | Path, train_params: TrainParams) -> EvalSummary:
     """Score the prepared evaluation CSV with the model in ``model_dir``; write metrics, predictions,
     plots and the behaviour suite's result (``behaviour.json``, which the register stage gates on) to
     ``out_dir``. The model is loaded once for both."""
     eval_df = read_dataset(eval_path)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    scorer = Scorer.from_dir(
-        model_dir, max_length=train_params.max_length, batch_size=p.batch_size, device=train_params.device
-    )
+    scorer = Scorer.from_dir(model_dir, max_length=train_params.max_length, batch_size=p.batch_size, device=train_params.device)
     probs = scorer.predict_proba(eval_df["text"].tolist())
     y_true = eval_df["label"].to_numpy(dtype=np.int64)
     metrics = compute_metrics(y_true, probs, eval_df["text"], p)

@@ -13,18 +13,19 @@ floor, ECE and behaviour checks alone decide.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy.stats import binomtest
 
-from finsent.evaluation.behaviour import TEST_TYPES, BehaviourResult
-from finsent.vocabulary import LABELS
 from finsent.config import EvaluateParams, GateParams
-from finsent.evaluation.evaluate import expected_calibration_error, slice_masks
 from finsent.errors import FinsentError
+from finsent.evaluation.behaviour import TEST_TYPES, BehaviourResult
+from finsent.evaluation.evaluate import expected_calibration_error, slice_masks
+from finsent.vocabulary import LABELS
 
 N_CLASSES = len(LABELS)
 _BOOTSTRAP_CHUNK = 250  # resamples per vectorised step: bounds memory at chunk x rows indices
@@ -209,7 +210,7 @@ def check_paired_gain(y_true: np.ndarray, pred_new: np.ndarray, pred_old: np.nda
 def check_class_recall(y_true: np.ndarray, pred_new: np.ndarray, pred_old: np.ndarray, p: GateParams) -> CheckResult:
     new, old = class_recalls(y_true, pred_new), class_recalls(y_true, pred_old)
     drops = {name: old[name] - new[name] for name in LABELS if not math.isnan(old[name])}
-    worst = max(drops, key=drops.get)
+    worst = max(drops, key=drops.__getitem__)
     over = [f"{name} {old[name]:.3f}->{new[name]:.3f}" for name, d in drops.items() if d > p.max_recall_drop]
     numbers = {f"recall_{name}_challenger": new[name] for name in LABELS}
     numbers.update({f"recall_{name}_champion": old[name] for name in LABELS})
@@ -246,7 +247,7 @@ def check_slices(
     note = f"; not gating: {', '.join(small)}" if small else ""
     if not gating_drops:
         return CheckResult("slices", True, None, p.max_slice_drop, f"no slice has {p.min_slice_rows}+ rows{note}", numbers)
-    worst = max(gating_drops, key=gating_drops.get)
+    worst = max(gating_drops, key=gating_drops.__getitem__)
     over = [f"{name} {-d:+.3f}" for name, d in gating_drops.items() if d > p.max_slice_drop]
     detail = (
         f"slice macro-F1 dropped beyond {p.max_slice_drop}: {', '.join(over)}{note}"
@@ -259,9 +260,7 @@ def check_slices(
 def check_calibration(y_true: np.ndarray, probs: np.ndarray, p: GateParams, eval_params: EvaluateParams) -> CheckResult:
     ece, _ = expected_calibration_error(y_true, probs, eval_params.calibration_bins)
     passed = ece <= p.max_ece
-    return CheckResult(
-        "calibration", passed, ece, p.max_ece, f"ECE {ece:.4f} {'<=' if passed else '>'} bound {p.max_ece}", {"ece": ece}
-    )
+    return CheckResult("calibration", passed, ece, p.max_ece, f"ECE {ece:.4f} {'<=' if passed else '>'} bound {p.max_ece}", {"ece": ece})
 
 
 def check_behaviour(result: BehaviourResult, p: GateParams) -> list[CheckResult]:

@@ -13,19 +13,19 @@ from __future__ import annotations
 import hashlib
 import re
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
 from sqlalchemy import Engine
 
-
+from finsent import utc
 from finsent.config import MonitorParams
 from finsent.data.frames import DataError, check_columns, normalise_labels, read_table
-from finsent import utc
 from finsent.monitoring.store import BatchMeta, append_batch, find_batch
 from finsent.vocabulary import CASHTAG, LABELS, PROBABILITY_COLUMNS
 
@@ -57,7 +57,7 @@ class ScoreSummary:
     status: str  # scored | already_scored
     file: str
     sha256: str
-    batch_id: str | None
+    batch_id: str  # new, or the batch this file was scored as before
     rows_in: int
     rows_scored: int
     rows_skipped: int
@@ -75,9 +75,7 @@ def company_pattern(company_tickers: dict[str, str]) -> re.Pattern[str] | None:
     return re.compile(r"(?<!\w)(" + "|".join(names) + r")(?!\w)", re.IGNORECASE)
 
 
-def extract_tickers(
-    text: str, given: str | None, company_tickers: dict[str, str], pattern: re.Pattern[str] | None = None
-) -> list[str]:
+def extract_tickers(text: str, given: str | None, company_tickers: dict[str, str], pattern: re.Pattern[str] | None = None) -> list[str]:
     """Sorted unique tickers from the given ticker field, the text's $cashtags and company names.
 
     Pass ``pattern`` (from ``company_pattern``) when calling this for many texts.

@@ -35,7 +35,6 @@ class Champion:
 
 def load_champion(p: Params, root: Path, alias: str = CHAMPION, client=None) -> Champion:
     """The version behind ``alias`` as a ``Scorer``; a clear ``RegistryError`` when there is none."""
-    import mlflow
 
     client = client or tracking.connect(p.register, root)
     name = p.register.model_name
@@ -49,10 +48,8 @@ def load_champion(p: Params, root: Path, alias: str = CHAMPION, client=None) -> 
     mv = versions.get_version(client, name, version)
     # Loaded through MLflow's own path (models-from-code), then reused as a plain Scorer so that
     # scoring uses the monitor's batch size and the drift stage can reach the model and tokenizer.
-    loaded = mlflow.pyfunc.load_model(f"models:/{name}/{version}").unwrap_python_model().scorer
-    scorer = Scorer(
-        loaded.tokenizer, loaded.model, max_length=p.train.max_length, batch_size=p.monitor.batch_size, device=p.train.device
-    )
+    loaded = versions.load_pyfunc(f"models:/{name}/{version}").unwrap_python_model().scorer
+    scorer = Scorer(loaded.tokenizer, loaded.model, max_length=p.train.max_length, batch_size=p.monitor.batch_size, device=p.train.device)
     baseline = data_md5 = None
     if mv.run_id:
         run = client.get_run(mv.run_id)

@@ -26,9 +26,10 @@ import hashlib
 import json
 import re
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -36,13 +37,11 @@ import torch
 from threadpoolctl import threadpool_limits
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from finsent.vocabulary import LABELS
-
-from finsent.config import DRIFT_SIGNALS, DriftParams
-from finsent.vocabulary import CASHTAG, URL
-from finsent.training.features import encode_texts, pad_batch, sorted_batches
 from finsent import files
+from finsent.config import DRIFT_SIGNALS, DriftParams
 from finsent.errors import FinsentError
+from finsent.training.features import encode_texts, pad_batch, sorted_batches
+from finsent.vocabulary import CASHTAG, LABELS, URL
 
 DESCRIPTOR_COLUMNS = ("text_length", "word_count", "cashtag_share", "url_share", "digit_share", "split_word_share")
 MIN_ROWS = 20  # below this the domain classifiers have nothing to learn from
@@ -247,7 +246,10 @@ def drift_report(
     cur = _frame(current, current_embeddings if use_embeddings else None, tokenizer)
     own_descriptors = [c for c in DESCRIPTOR_COLUMNS[2:] if c in ref.columns]
     descriptors = ["text_length", "word_count", *own_descriptors]
-    embedding_columns = _embedding_columns(reference_embeddings.shape[1]) if use_embeddings else []
+    embedding_columns: list[str] = []
+    if use_embeddings:
+        assert reference_embeddings is not None  # use_embeddings checked both sides
+        embedding_columns = _embedding_columns(reference_embeddings.shape[1])
     definition = DataDefinition(
         text_columns=["text"],
         numerical_columns=own_descriptors,
@@ -271,9 +273,7 @@ def drift_report(
             num_threshold=p.descriptor_threshold,
         )
         for column in descriptors:
-            metrics[f"descriptor:{column}"] = ValueDrift(
-                column=column, method=p.descriptor_method, threshold=p.descriptor_threshold
-            )
+            metrics[f"descriptor:{column}"] = ValueDrift(column=column, method=p.descriptor_method, threshold=p.descriptor_threshold)
     if "text_content" in wanted:
         metrics["text_content"] = ValueDrift(column="text", method=p.text_method, threshold=p.text_threshold)
     if use_embeddings:
@@ -323,11 +323,11 @@ def drift_report(
 
     performance_snapshot = None
     if "performance" in wanted:
-        performance_snapshot, outcome, reason = _performance(reference, current, p, baseline_macro_f1)
-        if outcome is None:
+        performance_snapshot, performance, reason = _performance(reference, current, p, baseline_macro_f1)
+        if performance is None:
             skipped["performance"] = reason
         else:
-            details["performance"] = outcome
+            details["performance"] = performance
 
     fired = [s for s in DRIFT_SIGNALS if s in details and details[s]["fired"]]
     verdict = DriftVerdict(
@@ -365,9 +365,7 @@ def _performance(
         return None, None, "no baseline macro-F1 given and too few labelled reference rows with predictions"
 
     def dataset(df: pd.DataFrame) -> Any:
-        frame = pd.DataFrame(
-            {"label": [LABELS[int(i)] for i in df["label"]], "predicted": [LABELS[int(i)] for i in df["predicted"]]}
-        )
+        frame = pd.DataFrame({"label": [LABELS[int(i)] for i in df["label"]], "predicted": [LABELS[int(i)] for i in df["predicted"]]})
         definition = DataDefinition(
             categorical_columns=["label", "predicted"],
             classification=[MulticlassClassification(target="label", prediction_labels="predicted")],

@@ -6,11 +6,11 @@ reads and writes them, and builds the retrain policy's inputs from them.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from typing import Sequence
+from collections.abc import Sequence
+from datetime import UTC, datetime
 
 import pandas as pd
-from sqlalchemy import Engine, func, insert, select, update
+from sqlalchemy import CursorResult, Engine, func, insert, select, update
 
 from finsent import utc
 from finsent.config import Params
@@ -18,6 +18,12 @@ from finsent.monitoring.retrain_policy import RetrainDecision, WindowVerdict, de
 from finsent.monitoring.store import drift_windows, label_exports, predictions, retrains
 
 MAX_MESSAGE_CHARS = 5000
+
+
+def _inserted_id(result: CursorResult) -> int:
+    key = result.inserted_primary_key
+    assert key is not None  # typed Optional, but a single-row insert always reports its key
+    return int(key[0])
 
 
 def record_window(
@@ -44,7 +50,7 @@ def record_window(
                 verdict_path=verdict_path,
             )
         )
-        return int(result.inserted_primary_key[0])
+        return _inserted_id(result)
 
 
 def set_window_run(engine: Engine, window_id: int, run_id: str) -> None:
@@ -96,7 +102,7 @@ def start_retrain(engine: Engine, reasons: Sequence[str], started_at: datetime |
         result = conn.execute(
             insert(retrains).values(started_at=utc.naive(started_at or utc.now()), reasons=",".join(reasons), status="started")
         )
-        return int(result.inserted_primary_key[0])
+        return _inserted_id(result)
 
 
 def finish_retrain(
@@ -107,7 +113,10 @@ def finish_retrain(
             update(retrains)
             .where(retrains.c.id == retrain_id)
             .values(
-                finished_at=utc.naive(utc.now()), status=status, model_version=model_version, promoted=promoted,
+                finished_at=utc.naive(utc.now()),
+                status=status,
+                model_version=model_version,
+                promoted=promoted,
                 message=message[:MAX_MESSAGE_CHARS],
             )
         )
@@ -127,7 +136,7 @@ def last_retrain_at(engine: Engine, client, p: Params) -> datetime | None:
     if experiment is not None:
         runs = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time DESC"], max_results=1)
         if runs:
-            times.append(datetime.fromtimestamp(runs[0].info.start_time / 1000, tz=timezone.utc))
+            times.append(datetime.fromtimestamp(runs[0].info.start_time / 1000, tz=UTC))
     with engine.connect() as conn:
         started = conn.execute(select(func.max(retrains.c.started_at))).scalar_one()
     if started is not None:

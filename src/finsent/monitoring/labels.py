@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypedDict
 
 from sqlalchemy import Engine
 
@@ -29,6 +30,15 @@ class LabelExport:
     message: str = ""
 
 
+class _Counts(TypedDict):
+    """The ``LabelExport`` fields every outcome of a hand-over shares."""
+
+    rows_found: int
+    dropped_duplicates: int
+    dropped_eval_overlap: int
+    batch_ids: list[str]
+
+
 def add_new_labels(p: Params, root: Path, engine: Engine, work_dir: Path, *, name: str, git_commit: bool = True, log=print) -> LabelExport:
     """Hand the labelled rows of scored batches to training, through the same path as ``finsent data add``:
     validation, then a new DVC data version. Exact duplicates and rows that are in the frozen evaluation
@@ -46,7 +56,9 @@ def add_new_labels(p: Params, root: Path, engine: Engine, work_dir: Path, *, nam
     rows = pending.loc[~keys.duplicated(), ["text", "label"]]
     dropped_duplicates = len(pending) - len(rows)
     rows, dropped_overlap = validate.drop_eval_overlap(rows, read_dataset(eval_path))
-    base = dict(rows_found=len(pending), dropped_duplicates=dropped_duplicates, dropped_eval_overlap=dropped_overlap, batch_ids=batch_ids)
+    base = _Counts(
+        rows_found=len(pending), dropped_duplicates=dropped_duplicates, dropped_eval_overlap=dropped_overlap, batch_ids=batch_ids
+    )
     if rows.empty:
         mark_exported(engine, batch_ids, "rejected", None, rows_by_batch)
         return LabelExport(status="rejected", message="every labelled row was a duplicate or an evaluation row", **base)
@@ -60,6 +72,10 @@ def add_new_labels(p: Params, root: Path, engine: Engine, work_dir: Path, *, nam
     version = versioning.add_batch(root, p.data, csv, name, log=log, git_commit=git_commit)
     mark_exported(engine, batch_ids, "added", name, rows_by_batch)
     return LabelExport(
-        status="added", rows_added=len(rows), data_batch=name, data_version=version.to_dict(),
-        message=f"{len(rows)} labelled rows added as data batch {name!r}", **base,
+        status="added",
+        rows_added=len(rows),
+        data_batch=name,
+        data_version=version.to_dict(),
+        message=f"{len(rows)} labelled rows added as data batch {name!r}",
+        **base,
     )

@@ -57,26 +57,40 @@ def log_monitoring_run(
 
 
 def window_tags_and_metrics(
-    verdict: dict | None, skipped: str | None, *, champion, batch_ids, files, scored, window_rows: int, alerts: int, decision, flow_run_id: str
+    verdict: dict | None,
+    skipped: str | None,
+    *,
+    champion,
+    batch_ids,
+    files,
+    scored,
+    window_rows: int,
+    alerts: int,
+    decision,
+    flow_run_id: str,
 ) -> tuple[dict[str, str], dict[str, float]]:
     """Tags and metrics of one monitored window: the verdict's, plus what was scored and decided."""
     tags, metrics = verdict_tags_and_metrics(verdict, skipped)
-    tags.update({
-        "kind": "window",
-        "model_name": champion.name,
-        "champion.version": champion.version,
-        "batch_ids": ",".join(batch_ids),
-        "files": ",".join(str(f) for f in files),
-        "alerts": str(alerts),
-        "retrain.should": str(decision.should_retrain).lower(),
-        "retrain.reasons": ",".join(decision.reasons),
-        "prefect.flow_run_id": flow_run_id,
-    })
-    metrics.update({
-        "rows_scored": float(sum(s.rows_scored for s in scored)),
-        "rows_skipped": float(sum(s.rows_skipped for s in scored)),
-        "window_rows": float(window_rows),
-        "alerts": float(alerts),
-        "retrain_should": float(decision.should_retrain),
-    })
+    tags.update(
+        {
+            "kind": "window",
+            "model_name": champion.name,
+            "champion.version": champion.version,
+            "batch_ids": ",".join(batch_ids),
+            "files": ",".join(str(f) for f in files),
+            "alerts": str(alerts),
+            "retrain.should": str(decision.should_retrain).lower(),
+            "retrain.reasons": ",".join(decision.reasons),
+            "prefect.flow_run_id": flow_run_id,
+        }
+    )
+    metrics.update(
+        {
+            "rows_scored": float(sum(s.rows_scored for s in scored)),
+            "rows_skipped": float(sum(s.rows_skipped for s in scored)),
+            "window_rows": float(window_rows),
+            "alerts": float(alerts),
+            "retrain_should": float(decision.should_retrain),
+        }
+    )
     return tags, metrics

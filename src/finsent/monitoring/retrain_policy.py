@@ -12,9 +12,9 @@ the new model is promoted by the registry gate or not at all, so drift alone nev
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Sequence
 
 from finsent import utc
 from finsent.config import RetrainPolicyParams
@@ -67,13 +67,9 @@ def decide_retrain(
     if streak >= p.confirm_windows:
         if new_labelled_rows >= p.min_new_labelled_rows:
             reasons.append("drift")
-            explanation.append(
-                f"drift confirmed over {streak} consecutive window(s) (needs {p.confirm_windows}): {latest_counted}"
-            )
+            explanation.append(f"drift confirmed over {streak} consecutive window(s) (needs {p.confirm_windows}): {latest_counted}")
         else:
-            explanation.append(
-                f"drift confirmed but only {new_labelled_rows} new labelled rows (needs {p.min_new_labelled_rows})"
-            )
+            explanation.append(f"drift confirmed but only {new_labelled_rows} new labelled rows (needs {p.min_new_labelled_rows})")
     elif windows:
         explanation.append(f"drift in {streak} consecutive window(s), {p.confirm_windows} needed")
     else:

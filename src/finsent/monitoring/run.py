@@ -9,10 +9,11 @@ champion and, when the policy fires, the retrain flow; ``finsent monitor drift``
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Sequence
+from typing import TypedDict
 
 import pandas as pd
 from sqlalchemy import Engine
@@ -54,6 +55,14 @@ class MonitoringSummary:
     @property
     def should_retrain(self) -> bool:
         return bool(self.decision and self.decision["should_retrain"])
+
+
+class _WindowFields(TypedDict):
+    """The ``MonitoringSummary`` fields every outcome of a window shares."""
+
+    out_dir: str
+    champion_version: str
+    scoring: list[dict]
 
 
 # --- what to score --------------------------------------------------------------------------------
@@ -122,9 +131,14 @@ def check_drift(p: Params, root: Path, champion: Champion, current: pd.DataFrame
     cache = reference_dir(p, root, champion)
     reference = champion_reference(champion, cache)
     return drift.run(
-        p.drift, reference, current[["text", "predicted", "label"]], out_dir,
-        model=champion.scorer.model, tokenizer=champion.scorer.tokenizer,
-        baseline_macro_f1=champion.baseline_macro_f1, reference_cache=cache / "outputs.npz",
+        p.drift,
+        reference,
+        current[["text", "predicted", "label"]],
+        out_dir,
+        model=champion.scorer.model,
+        tokenizer=champion.scorer.tokenizer,
+        baseline_macro_f1=champion.baseline_macro_f1,
+        reference_cache=cache / "outputs.npz",
     )
 
 
@@ -140,7 +154,13 @@ def drift_check_file(p: Params, root: Path, client, champion: Champion, file: Pa
     tags.update({"kind": "adhoc", "file": str(file), "model_name": champion.name, "champion.version": champion.version})
     metrics.update({"window_rows": float(len(current)), "rows_skipped": float(news.rows_skipped)})
     run_id = report.log_monitoring_run(client, p, root, run_name=f"drift-{out_dir.name}", tags=tags, metrics=metrics, artifact_dir=out_dir)
-    return {"verdict": summary.verdict, "paths": summary.paths, "rows_skipped": news.skipped, "champion_version": champion.version, "mlflow_run_id": run_id}
+    return {
+        "verdict": summary.verdict,
+        "paths": summary.paths,
+        "rows_skipped": news.skipped,
+        "champion_version": champion.version,
+        "mlflow_run_id": run_id,
+    }
 
 
 # --- one window -----------------------------------------------------------------------------------
@@ -157,7 +177,7 @@ def monitor_window(
         log(scored[-1].message)
     files.write_json(out_dir / "scoring.json", [asdict(s) for s in scored])
     batch_ids = [s.batch_id for s in scored if s.status == "scored"]
-    base = {"out_dir": str(out_dir), "champion_version": champion.version, "scoring": [asdict(s) for s in scored]}
+    base: _WindowFields = {"out_dir": str(out_dir), "champion_version": champion.version, "scoring": [asdict(s) for s in scored]}
     if not batch_ids:
         return MonitoringSummary(status="already_scored", message="every file was already in the store", **base)
 
@@ -170,14 +190,22 @@ def monitor_window(
         log(f"drift not computed: {exc}")
     index = sentiment_index.run(p.monitor, engine, out_dir / "index", start=lookback_start(window, p.monitor))
     for alert in index.alerts:
-        log(f"ALERT {alert['ticker']} {alert['day']}: net sentiment {alert['net_sentiment']:+.2f} "
-            f"({alert['change']:+.2f} vs baseline {alert['baseline']:+.2f}, {alert['count']} texts)")
+        log(
+            f"ALERT {alert['ticker']} {alert['day']}: net sentiment {alert['net_sentiment']:+.2f} "
+            f"({alert['change']:+.2f} vs baseline {alert['baseline']:+.2f}, {alert['count']} texts)"
+        )
     window_end = utc.now()
     window_id = None
     if drifted is not None:
         window_id = history.record_window(
-            engine, window_end=window_end, batch_ids=batch_ids, rows=len(window), verdict=drifted.verdict,
-            model_name=champion.name, model_version=champion.version, verdict_path=drifted.paths.get("verdict_json"),
+            engine,
+            window_end=window_end,
+            batch_ids=batch_ids,
+            rows=len(window),
+            verdict=drifted.verdict,
+            model_name=champion.name,
+            model_version=champion.version,
+            verdict_path=drifted.paths.get("verdict_json"),
         )
     decision, inputs = history.decide(p, engine, client, window_end)
     decision_record = decision_dict(decision, inputs)
@@ -185,8 +213,16 @@ def monitor_window(
     log(f"retrain decision: {decision.should_retrain} {decision.reasons}; " + "; ".join(decision.explanation))
 
     tags, metrics = report.window_tags_and_metrics(
-        drifted.verdict if drifted else None, drift_skipped, champion=champion, batch_ids=batch_ids, files=files_to_score,
-        scored=scored, window_rows=len(window), alerts=len(index.alerts), decision=decision, flow_run_id=flow_run_id,
+        drifted.verdict if drifted else None,
+        drift_skipped,
+        champion=champion,
+        batch_ids=batch_ids,
+        files=files_to_score,
+        scored=scored,
+        window_rows=len(window),
+        alerts=len(index.alerts),
+        decision=decision,
+        flow_run_id=flow_run_id,
     )
     run_id = report.log_monitoring_run(client, p, root, run_name=f"window-{out_dir.name}", tags=tags, metrics=metrics, artifact_dir=out_dir)
     if window_id is not None:

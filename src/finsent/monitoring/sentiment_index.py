@@ -22,10 +22,9 @@ import pandas as pd
 from sqlalchemy import Engine
 
 from finsent import files
-from finsent.vocabulary import LABELS
-
 from finsent.config import MonitorParams
 from finsent.monitoring.store import read_predictions
+from finsent.vocabulary import LABELS
 
 _BEARISH, _BULLISH, _NEUTRAL = (LABELS.index(name) for name in ("bearish", "bullish", "neutral"))
 INDEX_COLUMNS = ("ticker", "day", "count", "bullish", "bearish", "neutral", "net_sentiment")
@@ -80,7 +79,10 @@ def daily_index(predictions: pd.DataFrame, index_from: str = "probabilities") ->
         rows["net"] = rows["bullish"] - rows["bearish"]
     grouped = rows.groupby(["ticker", "day"], sort=True)
     out = grouped.agg(
-        count=("net", "size"), bullish=("bullish", "sum"), bearish=("bearish", "sum"), neutral=("neutral", "sum"),
+        count=("net", "size"),
+        bullish=("bullish", "sum"),
+        bearish=("bearish", "sum"),
+        neutral=("neutral", "sum"),
         net_sentiment=("net", "mean"),
     ).reset_index()
     return out.loc[:, list(INDEX_COLUMNS)]
@@ -176,8 +178,14 @@ def _plot_png(index: pd.DataFrame, tickers: list[str], alerts: list[Alert], path
         ax_count.plot(days, series["count"], color=line.get_color())
     if alerts:
         ax.scatter(
-            pd.to_datetime([a.day for a in alerts]), [a.net_sentiment for a in alerts],
-            s=90, facecolors="none", edgecolors="red", linewidths=1.5, zorder=3, label="alert",
+            pd.to_datetime([a.day for a in alerts]),
+            [a.net_sentiment for a in alerts],
+            s=90,
+            facecolors="none",
+            edgecolors="red",
+            linewidths=1.5,
+            zorder=3,
+            label="alert",
         )
     ax.axhline(0.0, color="grey", linewidth=0.8)
     ax.set_ylim(-1.05, 1.05)
@@ -199,14 +207,21 @@ def _plot_html(index: pd.DataFrame, tickers: list[str], alerts: list[Alert], pat
         series = index[index["ticker"] == ticker]
         fig.add_trace(
             go.Scatter(
-                x=[str(d) for d in series["day"]], y=series["net_sentiment"], mode="lines+markers", name=ticker,
-                customdata=series["count"], hovertemplate="%{x}: %{y:.2f} (%{customdata} texts)",
+                x=[str(d) for d in series["day"]],
+                y=series["net_sentiment"],
+                mode="lines+markers",
+                name=ticker,
+                customdata=series["count"],
+                hovertemplate="%{x}: %{y:.2f} (%{customdata} texts)",
             )
         )
     if alerts:
         fig.add_trace(
             go.Scatter(
-                x=[a.day for a in alerts], y=[a.net_sentiment for a in alerts], mode="markers", name="alert",
+                x=[a.day for a in alerts],
+                y=[a.net_sentiment for a in alerts],
+                mode="markers",
+                name="alert",
                 marker={"size": 14, "color": "rgba(0,0,0,0)", "line": {"color": "red", "width": 2}},
                 text=[f"{a.ticker}: {a.change:+.2f} vs baseline" for a in alerts],
             )

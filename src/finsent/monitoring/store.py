@@ -43,8 +43,8 @@ from sqlalchemy.exc import IntegrityError
 
 from finsent import utc
 from finsent.config import MonitorParams
-from finsent.paths import resolve_url
 from finsent.errors import FinsentError
+from finsent.paths import resolve_url
 from finsent.vocabulary import LABELS, PROBABILITY_COLUMNS
 
 metadata = MetaData()
@@ -95,6 +95,7 @@ class StoreError(FinsentError, RuntimeError):
 
 class DuplicateBatchError(StoreError):
     """This file (same SHA-256) has already been scored into the store."""
+
 
 drift_windows = Table(
     "drift_windows",

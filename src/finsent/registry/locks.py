@@ -10,8 +10,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from finsent.tracking import RegistryError, StoreUnavailable
 
@@ -55,7 +55,9 @@ def advisory_lock(url: str, name: str, timeout_s: float, poll_s: float = 0.2) ->
     try:
         connection = engine.connect()
     except sqlalchemy.exc.SQLAlchemyError as exc:
-        raise LockUnavailable(f"cannot reach the promotion-lock database {shown_url(url)}: {exc.__class__.__name__}: {str(exc).splitlines()[0]}") from exc
+        raise LockUnavailable(
+            f"cannot reach the promotion-lock database {shown_url(url)}: {exc.__class__.__name__}: {str(exc).splitlines()[0]}"
+        ) from exc
     try:
         deadline = time.monotonic() + timeout_s
         # Polling try-lock rather than a blocking lock: the wait stays bounded and interruptible.

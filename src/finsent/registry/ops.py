@@ -11,9 +11,8 @@ import tempfile
 from pathlib import Path
 
 from finsent import tracking
-
-from finsent.registry import versions
 from finsent.config import Params
+from finsent.registry import versions
 from finsent.registry.register import audit_experiment, record_decision, with_retries
 from finsent.registry.versions import CHAMPION
 from finsent.tracking import RegistryError
@@ -122,7 +121,11 @@ def promote(p: Params, root: Path, version: str, reason: str) -> dict:
         before = versions.alias_version(client, name, CHAMPION)
         with_retries(client.set_registered_model_alias, name, CHAMPION, version)
         record_decision(
-            client, p, root, "manual-promote", version,
+            client,
+            p,
+            root,
+            "manual-promote",
+            version,
             {"champion_before": before or "", "champion_after": version, "promoted": "true", "reasons": [reason]},
         )
     return {"model": name, "champion_before": before, "champion_after": version}

@@ -14,6 +14,7 @@ from finsent.vocabulary import LABELS, PROBABILITY_COLUMNS
 
 ENTRY_POINT = Path(__file__).with_name("pyfunc_entry.py")  # what MLflow runs to build the model
 
+
 def probabilities_frame(probs) -> pd.DataFrame:
     frame = pd.DataFrame(probs, columns=list(PROBABILITY_COLUMNS)).astype("float64")
     frame["label"] = [LABELS[i] for i in probs.argmax(axis=1)] if len(frame) else []

@@ -17,18 +17,14 @@ import numpy as np
 import pandas as pd
 
 from finsent import tracking
-
-from finsent.registry import versions
-
-from finsent.registry import pyfunc
-from finsent.evaluation.behaviour import BEHAVIOUR_FILE, BehaviourResult
 from finsent.config import Params
 from finsent.data.frames import read_dataset
+from finsent.data.versioning import DataVersion
+from finsent.evaluation.behaviour import BEHAVIOUR_FILE, BehaviourResult
+from finsent.paths import RunLayout
+from finsent.registry import pyfunc, versions
 from finsent.registry.versions import CHALLENGER, CHAMPION, RegistrationSummary
 from finsent.vocabulary import PROBABILITY_COLUMNS
-from finsent.data.versioning import DataVersion
-from finsent.paths import RunLayout
-
 
 SEQ_DIGITS = 10  # zero-padded so that tag order is decision order
 MAX_TAG_CHARS = 5000  # MLflow allows 8000 per tag value
@@ -59,9 +55,7 @@ def next_sequence(client, experiment_id: str) -> int:
     return int(last[0].data.tags.get("seq", "0")) + 1 if last else 1
 
 
-def record_decision(
-    client, p: Params, root: Path, action: str, version: str | None, fields: dict, details: dict | None = None
-) -> None:
+def record_decision(client, p: Params, root: Path, action: str, version: str | None, fields: dict, details: dict | None = None) -> None:
     """Append one decision to the audit log: a run in the audit experiment (shared by every client
     of the store), its ``fields`` as tags and ``details`` (the full gate record) as ``decision.json``.
 
@@ -83,7 +77,11 @@ def record_decision(
 def record_error(client, p: Params, root: Path, version: str, message: str, champion: str | None) -> None:
     """A gate that could not decide is recorded too, so history explains a version left undecided."""
     record_decision(
-        client, p, root, "gate-error", version,
+        client,
+        p,
+        root,
+        "gate-error",
+        version,
         {"promoted": "false", "champion_before": champion or "", "champion_after": champion or "", "reasons": [message]},
     )
 

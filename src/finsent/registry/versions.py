@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from finsent.paths import sqlite_path
 from finsent.registry import locks
@@ -97,3 +97,14 @@ def promotion_lock(uri: str, root: Path, *, lock_url: str = "", name: str = "fin
     path = db.with_suffix(".promotion.lock") if db is not None else Path(root) / ".finsent-promotion.lock"
     with locks.file_lock(path, timeout_s):
         yield
+
+
+def load_pyfunc(uri: str):
+    """``mlflow.pyfunc.load_model``, with any failure a ``RegistryError`` that names the model: a
+    version whose files, code or MLmodel cannot be loaded cannot serve, whatever the cause."""
+    import mlflow
+
+    try:
+        return mlflow.pyfunc.load_model(uri)
+    except Exception as exc:  # noqa: BLE001 - missing files, an import its code needs, a broken MLmodel
+        raise RegistryError(f"{uri} cannot be loaded ({type(exc).__name__}: {str(exc)[:300]})") from exc

@@ -5,7 +5,7 @@ for every token. Here the last layer projects keys and values for every token bu
 attention output and the feed-forward block for [CLS] alone, which skips about 5/6 of the last
 layer: about 14% of a 6-layer encoder's compute, in scoring and in training alike (the loss never
 reads the other positions, so their gradients are zero anyway). Same weights, same operations, same
-logits and gradients to float rounding (tests/code/test_cls_forward.py); the rest is the layer
+logits and gradients to float rounding (tests/unit/training/test_cls_forward.py); the rest is the layer
 arithmetic of ``transformers.models.bert``, dropout included in training mode.
 
 ``logits_module(model)`` wraps a model as a module that maps (input_ids, attention_mask) to logits:

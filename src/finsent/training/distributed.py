@@ -16,8 +16,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import asdict
-from typing import Sequence
 
 import torch
 import torch.distributed as dist
@@ -46,6 +46,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     apply_quiet_offline()
     from finsent.training import train
+
     p = replace(load_params(args.params), **parse_overrides(args.set or [])).train
     backend = backend_for(p.device)
     if backend == "nccl":

@@ -12,10 +12,9 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from finsent.vocabulary import LABELS
-
 from finsent.config import PACKAGED_ENCODER
 from finsent.errors import FinsentError
+from finsent.vocabulary import LABELS
 
 
 class ModelError(FinsentError, ValueError):
@@ -49,9 +48,7 @@ def id2label() -> dict[int, str]:
     return dict(enumerate(LABELS))
 
 
-def load_classifier(
-    name_or_path: str, *, for_training: bool = True
-) -> tuple[PreTrainedTokenizerBase, PreTrainedModel]:
+def load_classifier(name_or_path: str, *, for_training: bool = True) -> tuple[PreTrainedTokenizerBase, PreTrainedModel]:
     """Load tokenizer and sequence classifier. Weights load as float32: transformers 5 keeps a
     checkpoint's dtype, and training from a half-precision copy would lose precision."""
     source = resolve_base_model(name_or_path) if for_training else str(name_or_path)

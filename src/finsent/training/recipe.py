@@ -10,14 +10,19 @@ decided by measurement (``bench/bench_recipe.py``, results under ``bench/results
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 from sklearn.metrics import accuracy_score, f1_score
-from transformers import PreTrainedModel, get_constant_schedule_with_warmup, get_cosine_schedule_with_warmup, get_linear_schedule_with_warmup
+from transformers import (
+    PreTrainedModel,
+    get_constant_schedule_with_warmup,
+    get_cosine_schedule_with_warmup,
+    get_linear_schedule_with_warmup,
+)
 
 from finsent.config import TrainParams
 from finsent.training.features import Encoded

@@ -8,8 +8,8 @@ classifiers skip the last layer's positions that the logits never read (``finsen
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -81,7 +81,7 @@ class Scorer:
         self.precision = precision
 
     @classmethod
-    def from_dir(cls, model_dir: str | Path, **kwargs) -> "Scorer":
+    def from_dir(cls, model_dir: str | Path, **kwargs) -> Scorer:
         tokenizer, model = load_classifier(str(model_dir), for_training=False)
         return cls(tokenizer, model, **kwargs)
 

@@ -22,9 +22,9 @@ import math
 import os
 import random
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -33,10 +33,10 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from finsent.training.cls_forward import logits_module
 from finsent.config import TrainParams, from_dict
 from finsent.data.frames import read_dataset
 from finsent.files import atomic_path, write_json
+from finsent.training.cls_forward import logits_module
 from finsent.training.features import Encoded, encode_texts, gather_batch, length_bucketed_batches, padded_width, to_device
 from finsent.training.model import autocast_dtype, choose_device, load_classifier, resolve_base_model
 from finsent.training.recipe import (
@@ -125,7 +125,9 @@ def params_for_device(p: TrainParams, device: torch.device) -> TrainParams:
     return from_dict(TrainParams, merged, "train.on_cuda")
 
 
-def _save_checkpoint(path: Path, model: PreTrainedModel, optimizer, scheduler, step: int, fingerprint: str, selection: DevSelection) -> None:
+def _save_checkpoint(
+    path: Path, model: PreTrainedModel, optimizer, scheduler, step: int, fingerprint: str, selection: DevSelection
+) -> None:
     state = {
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
@@ -225,20 +227,21 @@ def fit(
             input_ids, attention_mask = gather_batch(tokens, rows, width)
             if p.rdrop_alpha > 0:  # R-Drop: the same rows twice, through different dropout masks
                 input_ids, attention_mask = input_ids.repeat(2, 1), attention_mask.repeat(2, 1)
-            autocast = (
-                torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None else contextlib.nullcontext()
-            )
+            autocast = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None else contextlib.nullcontext()
             with autocast:
                 logits = net(input_ids, attention_mask)
-            loss = summed_loss(
-                logits,
-                targets[rows],
-                weight=weight,
-                label_smoothing=p.label_smoothing,
-                rdrop_alpha=p.rdrop_alpha,
-                soft_targets=soft[rows] if soft is not None else None,
-                distill_alpha=p.distill_alpha,
-            ) * loss_scale
+            loss = (
+                summed_loss(
+                    logits,
+                    targets[rows],
+                    weight=weight,
+                    label_smoothing=p.label_smoothing,
+                    rdrop_alpha=p.rdrop_alpha,
+                    soft_targets=soft[rows] if soft is not None else None,
+                    distill_alpha=p.distill_alpha,
+                )
+                * loss_scale
+            )
             loss.backward()
             if p.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), p.grad_clip)
@@ -251,7 +254,7 @@ def fit(
             if step % LOG_EVERY == 0 or step == total_steps:
                 loss_value = float(loss.detach())
                 bar.set_postfix(loss=f"{loss_value:.3f}", epoch=f"{step / steps_per_epoch:.2f}")
-            if step in evaluate_at:  # dev only: the test set is never looked at during training
+            if dev is not None and step in evaluate_at:  # dev only: the test set is never looked at during training
                 eval_started = time.perf_counter()
                 scores = score_dev(model, dev, p, device)
                 selection.record(step, step / steps_per_epoch, scores, model)

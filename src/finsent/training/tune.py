@@ -114,7 +114,13 @@ def trial_train_params(train: TrainParams, tune: TuneParams, values: dict[str, A
     # Trials side by side on one CPU share its cores instead of each asking for all of them.
     threads = train.num_threads or (max(1, (os.cpu_count() or 1) // tune.parallel_trials) if tune.parallel_trials > 1 else None)
     return dataclasses.replace(
-        train, **overrides, on_cuda=on_cuda, device=device or train.device, progress=False, checkpoint_every_minutes=0.0, num_threads=threads
+        train,
+        **overrides,
+        on_cuda=on_cuda,
+        device=device or train.device,
+        progress=False,
+        checkpoint_every_minutes=0.0,
+        num_threads=threads,
     )
 
 
@@ -210,7 +216,9 @@ def requeue_interrupted(study) -> list[int]:
         trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
         storage.set_trial_user_attr(trial_id, "interrupted", True)
         storage.set_trial_state_values(trial_id, TrialState.FAIL)
-        study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number, **{k: v for k, v in trial.user_attrs.items() if k == "baseline"}})
+        study.enqueue_trial(
+            trial.params, user_attrs={"retry_of": trial.number, **{k: v for k, v in trial.user_attrs.items() if k == "baseline"}}
+        )
         requeued.append(trial.number)
     return requeued
 
@@ -303,7 +311,9 @@ def open_search(p: Params, root: Path, data_tags: dict[str, str], derived_md5: s
     experiment_id = tracking.ensure_experiment(client, f"{p.register.experiment}-tuning", tracking.artifact_location(p.register, root, uri))
     parent = study.user_attrs.get(PARENT_RUN_ATTR)
     if parent is None or not _run_exists(client, parent):
-        run = client.create_run(experiment_id, run_name=f"search-{p.tune.study_name}", tags={"optuna.study": p.tune.study_name, **data_tags})
+        run = client.create_run(
+            experiment_id, run_name=f"search-{p.tune.study_name}", tags={"optuna.study": p.tune.study_name, **data_tags}
+        )
         parent = run.info.run_id
         study.set_user_attr(PARENT_RUN_ATTR, parent)
         client.log_param(parent, "search_space", json.dumps(p.tune.search_space)[:6000])
@@ -345,7 +355,7 @@ def trial_data(train_path: Path, dev_path: Path | None, tune: TuneParams, seed: 
     return train_df, read_dataset(dev_path)
 
 
-def run_trial(p: Params, root: Path, search: Search, train_path: Path, dev_path: Path | None, log=print) -> TrialResult:
+def run_trial(p: Params, root: Path, search: Search, train_path: Path, dev_path: str | Path | None, log=print) -> TrialResult:
     """Ask the study for values, train with them, report dev scores (pruning there), tell the result.
     Logs the trial as a nested MLflow run under the search's parent run."""
     import optuna
@@ -413,7 +423,7 @@ def write_best(p: Params, root: Path, params_path: Path, best: dict[str, Any], o
 
     target = Path(root) / p.tune.write_params_to if p.tune.write_params_to else Path(params_path)
     source = target if target.is_file() else Path(params_path)
-    paths = {
+    paths: dict[tuple[str, ...], Any] = {
         (("train", "on_cuda", key) if on_cuda and key in p.train.on_cuda else ("train", key)): value for key, value in best.items()
     }
     text = set_values(source.read_text(encoding="utf-8"), paths)
@@ -459,4 +469,3 @@ def finish_search(p: Params, root: Path, search: Search, params_path: Path) -> S
     client.log_artifact(search.parent_run_id, str(target))
     client.set_terminated(search.parent_run_id, "FINISHED")
     return summary
-

@@ -1,0 +1,35 @@
+"""Fixtures of the integration tests only: the servers they start (once per session)."""
+
+from __future__ import annotations
+
+import pytest
+
+from testkit import local_services
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A throw-away PostgreSQL server (SQLAlchemy URL without a database); skips where none is installed."""
+    try:
+        with local_services.postgres_server() as url:
+            yield url
+    except local_services.ServiceUnavailable as exc:
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="session")
+def s3():
+    """An S3 endpoint (moto) and the credentials for it in the environment."""
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in local_services.S3_CREDENTIALS.items():
+            patch.setenv(key, value)
+        with local_services.s3_server() as endpoint:
+            yield endpoint

@@ -1,0 +1,107 @@
+"""The scale-out form of the schedules: `finsent deploy` registers both deployments on a work pool of a
+real Prefect server, and a separate `prefect worker` process picks up a run and completes it in the
+project folder. Server and worker run as subprocesses with their own PREFECT_HOME; every wait is bounded."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import sqlalchemy
+
+from finsent.cli import main
+from flows.serve import api_url, start_server, stop_process_group, wait_until_healthy
+from testkit.local_services import free_port, prefect_env, wait_for
+
+REPO = Path(__file__).resolve().parents[2]
+HOST = "127.0.0.1"
+POOL = "finsent-test-pool"
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    home = tmp_path_factory.mktemp("prefect-server")
+    port = free_port()
+    url = api_url(HOST, port)
+    env = prefect_env(home / "prefect-home", url)
+    log = open(home / "server.log", "wb")
+    process = start_server(HOST, port, env=env, log=log)
+    try:
+        wait_until_healthy(url, process, timeout_s=180)
+        yield {"url": url, "env": env}
+    finally:
+        stop_process_group(process, timeout_s=60)
+        log.close()
+
+
+def test_deploy_without_a_server_url_says_so(tmp_path, monkeypatch, capsys):
+    shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    assert main(["--root", str(tmp_path), "deploy"]) == 2
+    assert "PREFECT_API_URL" in capsys.readouterr().err
+
+
+def test_a_worker_runs_a_deployment_from_the_work_pool(server, tmp_path):
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    project = tmp_path / "project"
+    (project / "inbox").mkdir(parents=True)  # an empty inbox: the hourly run opens the store and ends
+    shutil.copy(REPO / "params.yaml", project / "params.yaml")
+    finsent = Path(sys.executable).with_name("finsent")
+    deployed = subprocess.run(
+        [str(finsent), "--root", str(project), "deploy", "--pool", POOL],
+        env=server["env"], capture_output=True, text=True, timeout=180,
+    )
+    assert deployed.returncode == 0, deployed.stderr[-3000:]
+    assert f"prefect worker start --pool {POOL}" in deployed.stdout
+
+    with temporary_settings(updates={PREFECT_API_URL: server["url"]}), get_client(sync_client=True) as client:
+        assert client.read_work_pool(POOL).type == "process"  # created by the deploy
+        retrain = client.read_deployment_by_name("finsent-retrain/nightly-retrain")
+        monitor = client.read_deployment_by_name("finsent-monitoring/hourly-monitor")
+        for deployment in (retrain, monitor):
+            assert deployment.work_pool_name == POOL
+            assert deployment.job_variables["working_dir"] == str(project.resolve())
+            assert deployment.parameters["root"] == str(project.resolve())
+        assert [s.schedule.cron for s in retrain.schedules] == ["0 2 * * *"]
+        assert monitor.entrypoint == "flows.monitoring.monitoring_flow"
+
+        # Deploying again updates the same deployments instead of adding more.
+        again = subprocess.run([str(finsent), "--root", str(project), "deploy", "--pool", POOL], env=server["env"], capture_output=True, text=True, timeout=180)
+        assert again.returncode == 0, again.stderr[-3000:]
+        assert client.read_deployment_by_name("finsent-monitoring/hourly-monitor").id == monitor.id
+
+        # No worker yet: a run waits in the pool.
+        run = client.create_flow_run_from_deployment(monitor.id)
+        time.sleep(2)
+        assert client.read_flow_run(run.id).state.is_scheduled()
+
+        worker_log = open(tmp_path / "worker.log", "wb")
+        worker = subprocess.Popen(
+            [str(Path(sys.executable).with_name("prefect")), "worker", "start", "--pool", POOL, "--type", "process"],
+            cwd=tmp_path, env={**server["env"], "PREFECT_WORKER_QUERY_SECONDS": "1"},
+            stdout=worker_log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        try:
+            def finished():
+                state = client.read_flow_run(run.id).state
+                return state if state is not None and state.is_final() else None
+
+            state = wait_for(finished, 240, "the worker to finish the monitoring run")
+        finally:
+            stop_process_group(worker, timeout_s=30)
+            worker_log.close()
+        log_text = (tmp_path / "worker.log").read_text(errors="replace")
+        assert state.is_completed(), f"{state.type}: {state.message}\n{log_text[-3000:]}"
+
+    # The run happened in the project: its predictions store is there, with its tables.
+    store = project / "artifacts" / "predictions.db"
+    assert store.is_file(), log_text[-3000:]
+    assert "batches" in sqlalchemy.inspect(sqlalchemy.create_engine(f"sqlite:///{store}")).get_table_names()

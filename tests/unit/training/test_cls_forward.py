@@ -1,0 +1,73 @@
+"""The [CLS]-only inference forward gives HF's logits, for any batch shape and padding."""
+
+import numpy as np
+import pytest
+import torch
+
+from finsent.training import cls_forward
+from finsent.training.features import encode_texts, pad_batch
+from finsent.training.score import predict_proba_encoded
+from testkit.tiny_bert import NO_DROPOUT, tiny_bert
+
+TEXTS = ["$AAPL beats estimates", "Stocks slump as yields jump after the Fed minutes show more hikes ahead", "ok", "Acme cut to sell at Foo Securities; PT lowered to $12 from $18"]
+
+
+@pytest.mark.parametrize("layers", [1, 2, 3])
+def test_cls_logits_match_the_hf_forward(tokenizer, layers):
+    model = tiny_bert(
+        tokenizer, seed=layers, hidden_size=48, num_hidden_layers=layers, num_attention_heads=4, intermediate_size=96
+    ).eval()
+    assert cls_forward.supports(model)
+    encoded = encode_texts(tokenizer, TEXTS, 128)
+    input_ids, mask = pad_batch(encoded, np.arange(len(TEXTS)), pad_to_multiple_of=8)  # real padding in every row
+    with torch.inference_mode():
+        expected = model(input_ids=input_ids, attention_mask=mask).logits
+        got = cls_forward.cls_logits(model, input_ids, mask)
+    assert torch.allclose(got, expected, atol=1e-5), (got - expected).abs().max()
+
+
+def test_scoring_uses_it_and_gives_the_hf_probabilities(tokenizer, make_tiny_bert):
+    model = make_tiny_bert().eval()
+    encoded = encode_texts(tokenizer, TEXTS * 10, 128)
+    probs = predict_proba_encoded(model, encoded, batch_size=7)
+    input_ids, mask = pad_batch(encoded, np.arange(len(encoded)))
+    with torch.inference_mode():
+        expected = torch.softmax(model(input_ids=input_ids, attention_mask=mask).logits, -1).numpy()
+    assert np.allclose(probs, expected, atol=1e-5)
+
+
+def test_other_architectures_keep_the_hf_forward(tokenizer):
+    from transformers import DistilBertConfig, DistilBertForSequenceClassification
+
+    model = DistilBertForSequenceClassification(DistilBertConfig(vocab_size=tokenizer.vocab_size, dim=32, n_layers=1, n_heads=2, hidden_dim=64, num_labels=3))
+    assert not cls_forward.supports(model)
+    probs = predict_proba_encoded(model.eval(), encode_texts(tokenizer, TEXTS, 128))
+    assert probs.shape == (len(TEXTS), 3) and np.allclose(probs.sum(1), 1.0, atol=1e-5)
+
+
+def test_training_gradients_match_the_hf_forward(tokenizer):
+    """With dropout off, the loss through the [CLS]-only path has HF's gradients, parameter by parameter."""
+    model = tiny_bert(tokenizer, **NO_DROPOUT).train()
+    input_ids, mask = pad_batch(encode_texts(tokenizer, TEXTS, 128), np.arange(len(TEXTS)))
+    targets = torch.tensor([1, 0, 2, 0])
+    grads = []
+    for module in (cls_forward.FullForward(model), cls_forward.ClsOnly(model)):
+        model.zero_grad()
+        torch.nn.functional.cross_entropy(module(input_ids, mask), targets).backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+    hf, ours = grads
+    assert set(ours) <= set(hf)
+    for name, grad in hf.items():
+        assert torch.allclose(ours.get(name, torch.zeros_like(grad)), grad, atol=1e-6), name
+
+
+def test_dropout_is_on_in_training_mode_only(make_tiny_bert, tokenizer):
+    model = make_tiny_bert()
+    input_ids, mask = pad_batch(encode_texts(tokenizer, TEXTS, 128), np.arange(len(TEXTS)))
+    module = cls_forward.logits_module(model)
+    model.train()
+    assert not torch.equal(module(input_ids, mask), module(input_ids, mask))
+    model.eval()
+    with torch.no_grad():
+        assert torch.equal(module(input_ids, mask), module(input_ids, mask))
+
