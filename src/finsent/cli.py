@@ -126,24 +126,10 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
 
 def cmd_data_add(args: argparse.Namespace) -> None:
-    from finsent.data import validate, versioning
-    from finsent.data.frames import read_table
-    from finsent.paths import Layout
+    from finsent.data import intake
 
     root, p = load(args)
-    layout = Layout.of(root, p)
-    versioning.ensure_data(root, p.data)
-    path = Path(args.file)
-    eval_raw = read_table(layout.eval_file)
-    report = validate.validate_file(path, eval_raw, p.validate)
-    if not report.success:
-        kept = None
-        if path.is_file():
-            kept = versioning.quarantine(path, layout.quarantine_dir, json.dumps(report.to_dict(), indent=2, default=str))
-        raise validate.ValidationError([report], [str(kept)] if kept else None)
-    name = args.name or path.stem
-    version = versioning.add_batch(root, p.data, path, name, git_commit=not args.no_git_commit)
-    emit({"added": name, "rows": report.rows, "data_version": version.to_dict()})
+    emit(intake.add(p, root, Path(args.file), args.name, git_commit=not args.no_git_commit))
 
 
 def cmd_data_status(args: argparse.Namespace) -> None:

@@ -15,3 +15,6 @@ URL = re.compile(r"https?://\S+|www\.\S+", re.IGNORECASE)
 # A $cashtag: one to six letters with an optional class suffix ($BRK.B), not part of a longer word or
 # an amount ($5, US$). Group 1 is the ticker.
 CASHTAG = re.compile(r"(?<![\w$])\$([A-Za-z]{1,6}(?:\.[A-Za-z]{1,2})?)(?![\w.]*\w)")
+# Control characters (NUL included; tab and line breaks are text): never part of news. A text holding
+# one is rejected with that reason, never cut or cleaned silently (PostgreSQL cannot store NUL).
+CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")

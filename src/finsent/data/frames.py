@@ -44,7 +44,10 @@ def read_table(path: str | Path) -> pd.DataFrame:
         if path.suffix.lower() in {".jsonl", ".ndjson", ".json"}:
             df = pd.read_json(io.StringIO(text), lines=path.suffix.lower() != ".json", dtype=False)
         else:
-            df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_values=[""])
+            # pandas' C parser ends a field at a NUL byte and drops the rest; the Python parser keeps
+            # it, so that validation and scoring can see it and reject the row, not a cut text.
+            engine = "python" if "\x00" in text else "c"
+            df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_values=[""], engine=engine)
     except (ValueError, pd.errors.ParserError, csv.Error) as exc:
         raise DataError(f"{path}: cannot be parsed: {exc}") from exc
     if df.empty:

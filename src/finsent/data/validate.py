@@ -22,7 +22,7 @@ from finsent.config import DataParams, Params, ValidateParams
 from finsent.data.frames import REQUIRED_COLUMNS, normalise_labels
 from finsent.errors import FinsentError
 from finsent.files import write_json
-from finsent.vocabulary import LABELS
+from finsent.vocabulary import CONTROL_CHARS, LABELS
 
 ACCEPTED_LABELS = sorted({str(i) for i in range(len(LABELS))} | set(LABELS) | {f"{i}.0" for i in range(len(LABELS))})
 _SPACES = re.compile(r"\s+")
@@ -31,11 +31,19 @@ _SPACES = re.compile(r"\s+")
 class ValidationError(FinsentError, ValueError):
     """A batch failed the validation gate; ``report`` says which expectations and rows."""
 
-    def __init__(self, reports: list[ValidationReport], quarantined: list[str] | None = None) -> None:
+    def __init__(
+        self, reports: list[ValidationReport], quarantined: list[str] | None = None, left_in_place: list[str] | None = None
+    ) -> None:
         self.reports = [r for r in reports if not r.success]
         self.quarantined = quarantined or []
+        self.left_in_place = left_in_place or []
         lines = ["validation failed; nothing downstream ran"] + [r.summary() for r in self.reports]
         lines += [f"rejected batch kept at {path}" for path in self.quarantined]
+        lines += [
+            f"{path} is part of the recorded data version and was left in place: replace it with a corrected "
+            "batch and version that (finsent data add), or check out an earlier version (finsent data checkout)"
+            for path in self.left_in_place
+        ]
         super().__init__("\n".join(lines))
 
 
@@ -91,6 +99,7 @@ def prepare_for_validation(raw: pd.DataFrame, eval_df: pd.DataFrame | None) -> p
     as_str = text.map(lambda t: t if isinstance(t, str) else "")
     df["text_is_str"] = text.map(lambda t: isinstance(t, str))
     df["text_chars"] = as_str.str.strip().str.len()
+    df["has_control_chars"] = as_str.str.contains(CONTROL_CHARS)
     keys = as_str.map(normalise_text)
     df["is_duplicate"] = keys.duplicated(keep="first") & (df["text_chars"] > 0)
     eval_keys = set(eval_df["text"].map(normalise_text)) if eval_df is not None else set()
@@ -115,6 +124,7 @@ def build_suite(p: ValidateParams, rows: int):
     suite.add_expectation(gxe.ExpectColumnValuesToNotBeNull(column="text"))
     suite.add_expectation(gxe.ExpectColumnValuesToBeInSet(column="text_is_str", value_set=[True]))
     suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(column="text_chars", min_value=p.min_text_chars, max_value=p.max_text_chars))
+    suite.add_expectation(gxe.ExpectColumnValuesToBeInSet(column="has_control_chars", value_set=[False]))
     suite.add_expectation(gxe.ExpectColumnValuesToNotBeNull(column="label_raw"))
     suite.add_expectation(gxe.ExpectColumnValuesToBeInSet(column="label_raw", value_set=ACCEPTED_LABELS))
     suite.add_expectation(gxe.ExpectColumnValuesToBeInSet(column="is_duplicate", value_set=[False], mostly=1.0 - p.max_duplicate_share))
@@ -141,7 +151,7 @@ def _failure_from(result, prepared: pd.DataFrame, max_examples: int) -> Failure:
     examples = list(info.get("partial_unexpected_list") or [])[:max_examples]
     # Show the offending texts rather than derived flags such as True/False.
     index_list = info.get("partial_unexpected_index_list") or info.get("unexpected_index_list") or []
-    if column in {"is_duplicate", "in_eval", "text_is_str", "text_chars"} and index_list:
+    if column in {"is_duplicate", "in_eval", "text_is_str", "text_chars", "has_control_chars"} and index_list:
         rows = [i if isinstance(i, int) else i.get("index", i) for i in index_list[:max_examples]]
         examples = [prepared.loc[r, "text"] for r in rows if r in prepared.index]
     return Failure(
@@ -203,11 +213,13 @@ def validate_file(path: Path, eval_raw: pd.DataFrame | None, p: ValidateParams) 
 
 
 def run(p: Params, root: Path, report_path: Path) -> dict:
-    """Validate the evaluation file and every training file. A failing added batch is moved to the
-    quarantine folder (with its report) and data/ is restored to its last version; then
-    ``ValidationError`` stops the run before anything downstream."""
+    """Validate the evaluation file and every training file; a failure stops the run with
+    ``ValidationError`` before anything downstream. A failing batch that is not versioned yet (a file
+    dropped into data/batches by hand) is moved to the quarantine folder with its report; a batch that
+    is part of the recorded data version was accepted once and is never moved: it is copied there
+    with its report, and the error says to replace it with a new version."""
     from finsent.data.frames import read_table
-    from finsent.data.versioning import quarantine
+    from finsent.data.versioning import quarantine, recorded_files
 
     root = Path(root)
     eval_path = root / p.data.data_dir / p.data.eval_file
@@ -223,14 +235,19 @@ def run(p: Params, root: Path, report_path: Path) -> dict:
     write_report_dict(summary, report_path)
     if summary["success"]:
         return summary
-    batches_dir = root / p.data.data_dir / p.data.batches_dir
+    data_dir = root / p.data.data_dir
+    batches_dir = data_dir / p.data.batches_dir
+    versioned = recorded_files(root)  # None: unknown, so nothing is moved
     for report, path in zip(reports[1:], files):
         if not report.success and path.parent == batches_dir:
             kept = quarantine(path, root / p.data.quarantine_dir, json.dumps(report.to_dict(), indent=2, default=str))
-            path.unlink()
+            if versioned is None or path.relative_to(data_dir).as_posix() in versioned:
+                summary.setdefault("versioned_failures", []).append(str(path))
+            else:
+                path.unlink()
             summary.setdefault("quarantined", []).append(str(kept))
     write_report_dict(summary, report_path)
-    raise ValidationError(reports, summary.get("quarantined"))
+    raise ValidationError(reports, summary.get("quarantined"), summary.get("versioned_failures"))
 
 
 def write_report_dict(summary: dict, path: Path) -> None:

@@ -9,7 +9,9 @@ in git (``datasets/tfns``), which hashes to the committed version.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
+import re
 import shutil
 import subprocess
 import tempfile
@@ -190,49 +192,105 @@ def add_and_push(root: Path, p: DataParams, message: str, log=print, git_commit:
 
 
 def add_batch(root: Path, p: DataParams, batch_csv: Path, name: str, log=print, git_commit: bool = True) -> DataVersion:
-    """Place an already validated batch under data/batches and version it. On any failure data/
-    goes back to the previous version, so no half-added batch remains."""
+    """Place an already validated batch under data/batches and version it. On any failure data/ and
+    data.dvc go back to exactly what they were before (not to git's HEAD: after a training run
+    data.dvc is usually newer than the last commit), so no half-added batch remains."""
     root = Path(root)
     target = root / p.data_dir / p.batches_dir / f"{name}.csv"
     if target.exists():
         raise VersioningError(f"a batch named {name!r} is already versioned at {target}")
     target.parent.mkdir(parents=True, exist_ok=True)
-    previous = recorded_md5(root)
+    dvc_path = root / DVC_FILE
+    previous = dvc_path.read_bytes() if dvc_path.is_file() else None
     shutil.copy2(batch_csv, target)
     try:
         return add_and_push(root, p, message=f"add batch {name}", log=log, git_commit=git_commit)
-    except Exception:
+    except BaseException:
         target.unlink(missing_ok=True)
-        if previous is not None and recorded_md5(root) != previous:
-            _git(root, "checkout", "HEAD", "--", DVC_FILE)
+        if previous is not None and dvc_path.read_bytes() != previous:
+            dvc_path.write_bytes(previous)
         raise
+
+
+MD5_DIR = re.compile(r"[0-9a-f]{32}\.dir")
+
+
+def recorded_files(root: Path) -> dict[str, str] | None:
+    """The files of the recorded version (path under data/ -> md5), from its manifest in the local DVC
+    cache; None when the manifest is not there (a fresh clone before the data is restored)."""
+    md5 = recorded_md5(root)
+    if md5 is None:
+        return None
+    with _repo(root) as repo:
+        manifest = Path(repo.cache.local.oid_to_path(md5))
+    if not manifest.is_file():
+        return None
+    return {entry["relpath"]: entry["md5"] for entry in json.loads(manifest.read_text())}
 
 
 def checkout_version(root: Path, p: DataParams, dvc_md5: str, log=print) -> DataVersion:
     """Restore data/ to the folder hash ``dvc_md5`` (from a run's lineage), from cache or remote.
 
-    data.dvc is rewritten to point at that version, so the workspace and its record agree."""
+    Nothing is touched until it is safe: data/ must hold no unversioned work (it would be lost), and
+    the version is fetched into the local cache first, so a version that exists nowhere fails with
+    data/ and data.dvc as they were. data.dvc is then rewritten to point at that version, and data/ is
+    checked out from the cache; if that fails, the previous data/ and data.dvc are put back."""
     root = Path(root)
-    md5 = dvc_md5 if dvc_md5.endswith(".dir") else f"{dvc_md5}.dir"
+    md5 = dvc_md5.removesuffix(".dir").lower() + ".dir"
+    if not MD5_DIR.fullmatch(md5):
+        raise VersioningError(f"{dvc_md5!r} is not a data version (a 32-digit DVC folder hash, from `finsent data status` or lineage)")
+    data = root / p.data_dir
     dvc_path = root / DVC_FILE
-    backup = dvc_path.read_text() if dvc_path.exists() else None
+    backup = dvc_path.read_bytes() if dvc_path.exists() else None
+    if backup is not None and data.is_dir() and not is_in_sync(root):
+        raise VersioningError(
+            f"{data} holds changes that are not versioned; version them (`finsent data add`, or `finsent train`) "
+            "or move them out of data/ first: a checkout would overwrite them. Nothing was changed."
+        )
     dvc_path.write_text(yaml.safe_dump({"outs": [{"md5": md5, "path": p.data_dir, "hash": "md5"}]}, sort_keys=False))
+    stash = None
     try:
         with _repo(root) as repo:
             try:
-                repo.checkout(targets=[DVC_FILE], force=True)
-            except Exception:  # noqa: BLE001 - not in the cache: fetch it
-                repo.pull(targets=[DVC_FILE], remote=p.dvc_remote, force=True)
+                repo.fetch(targets=[DVC_FILE], remote=p.dvc_remote)
+            except Exception as exc:  # noqa: BLE001 - an unreachable remote or a missing version alike
+                log(f"dvc fetch: {type(exc).__name__}: {exc}")
+            if not Path(repo.cache.local.oid_to_path(md5)).is_file() or _missing_from_cache(repo):
+                raise VersioningError(
+                    f"data version {md5} is in no DVC cache or reachable remote (remote {p.dvc_remote or '(default)'}); nothing was changed"
+                )
+            if data.exists():  # kept until the checkout is complete, then dropped
+                stash = data.with_name(f".{data.name}.before-checkout")
+                shutil.rmtree(stash, ignore_errors=True)
+                data.rename(stash)
+            repo.checkout(targets=[DVC_FILE], force=True)
             if _changes(repo):
-                raise VersioningError(f"data version {md5} could not be fully restored")
-    except Exception as exc:
+                raise VersioningError(f"data version {md5} could not be fully restored; nothing was changed")
+    except BaseException as exc:
+        if stash is not None:
+            shutil.rmtree(data, ignore_errors=True)
+            stash.rename(data)
         if backup is not None:
-            dvc_path.write_text(backup)
-        if isinstance(exc, VersioningError):
+            dvc_path.write_bytes(backup)
+        if isinstance(exc, VersioningError) or not isinstance(exc, Exception):
             raise
-        raise VersioningError(f"data version {md5} is in no DVC cache or reachable remote: {exc}") from exc
+        raise VersioningError(f"data version {md5} could not be restored ({type(exc).__name__}: {exc}); nothing was changed") from exc
+    if stash is not None:
+        shutil.rmtree(stash, ignore_errors=True)
     log(f"data/ restored to version {md5}")
     return current_version(root)
+
+
+def _missing_from_cache(repo) -> bool:
+    """True when the local cache lacks some file of what data.dvc records."""
+    status = repo.status(targets=[DVC_FILE])
+    return any(
+        isinstance(outs, dict) and "not in cache" in outs.values()
+        for entries in status.values()
+        for entry in entries
+        if isinstance(entry, dict)
+        for outs in entry.values()
+    )
 
 
 def quarantine(src: Path, quarantine_dir: Path, report_json: str) -> Path:

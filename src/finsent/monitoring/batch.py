@@ -27,7 +27,7 @@ from finsent import utc
 from finsent.config import MonitorParams
 from finsent.data.frames import DataError, check_columns, normalise_labels, read_table
 from finsent.monitoring.store import BatchMeta, append_batch, find_batch
-from finsent.vocabulary import CASHTAG, LABELS, PROBABILITY_COLUMNS
+from finsent.vocabulary import CASHTAG, CONTROL_CHARS, LABELS, PROBABILITY_COLUMNS
 
 BATCH_REQUIRED = ("text", "published_at")
 BATCH_OPTIONAL = ("ticker", "source", "label")
@@ -118,6 +118,7 @@ def check_batch(df: pd.DataFrame, p: MonitorParams, source: str = "batch") -> Ne
     problems = {
         "empty_text": text.isna().to_numpy(),
         "text_too_long": text.fillna("").str.len().gt(p.max_text_chars).to_numpy(),
+        "control_characters": text.fillna("").str.contains(CONTROL_CHARS).to_numpy(),
         "bad_published_at": published.isna().to_numpy(),
         "bad_label": (labelled & labels.eq(-1)).to_numpy(),
     }

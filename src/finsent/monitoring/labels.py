@@ -11,7 +11,7 @@ from typing import TypedDict
 from sqlalchemy import Engine
 
 from finsent.config import Params
-from finsent.data import validate, versioning
+from finsent.data import intake, validate, versioning
 from finsent.data.frames import read_dataset, read_table, write_dataset
 from finsent.monitoring.history import mark_exported, pending_labels
 from finsent.paths import Layout
@@ -53,7 +53,9 @@ def add_new_labels(p: Params, root: Path, engine: Engine, work_dir: Path, *, nam
     layout = Layout.of(root, p)
     eval_path = layout.eval_file
     keys = pending["text"].map(validate.normalise_text)
-    rows = pending.loc[~keys.duplicated(), ["text", "label"]]
+    # A text is added once: not twice from the store, and not again when a batch already holds it.
+    versioned = set().union(*(set(read_dataset(f)["text"].map(validate.normalise_text)) for f in layout.batches_dir.glob("*.csv")))
+    rows = pending.loc[~keys.duplicated() & ~keys.isin(versioned), ["text", "label"]]
     dropped_duplicates = len(pending) - len(rows)
     rows, dropped_overlap = validate.drop_eval_overlap(rows, read_dataset(eval_path))
     base = _Counts(
@@ -69,7 +71,7 @@ def add_new_labels(p: Params, root: Path, engine: Engine, work_dir: Path, *, nam
         kept = versioning.quarantine(csv, layout.quarantine_dir, json.dumps(report.to_dict(), indent=2, default=str))
         mark_exported(engine, batch_ids, "rejected", None, rows_by_batch)
         return LabelExport(status="rejected", message=f"validation failed, kept in {kept.parent}: {report.summary()}", **base)
-    version = versioning.add_batch(root, p.data, csv, name, log=log, git_commit=git_commit)
+    version = intake.version_batch(p, root, rows, name, log=log, git_commit=git_commit)
     mark_exported(engine, batch_ids, "added", name, rows_by_batch)
     return LabelExport(
         status="added",

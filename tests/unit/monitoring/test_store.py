@@ -188,6 +188,14 @@ def test_check_batch_counts_and_skips_invalid_rows():
     assert got.frame["source"].tolist() == ["rss", "wire"]
 
 
+def test_a_text_with_a_nul_byte_is_skipped_with_its_reason_not_cut(tmp_path):
+    path = tmp_path / "news.csv"
+    path.write_bytes(b"text,published_at\nAcme soars\x00 after the probe,2024-05-01\nAcme falls,2024-05-01\n")
+    got = read_batch(path, MonitorParams())
+    assert got.skipped == {"control_characters": 1} and got.examples["control_characters"] == [1]
+    assert got.frame["text"].tolist() == ["Acme falls"]
+
+
 def test_read_batch_jsonl_and_whole_file_errors(tmp_path):
     good = tmp_path / "news.jsonl"
     good.write_text(
