@@ -103,6 +103,26 @@ def cmd_stage(args: argparse.Namespace) -> None:
         emit(summary)
 
 
+def texts_to_score(args: argparse.Namespace) -> list[str]:
+    """The texts on the command line, else one per line on standard input; none, or an empty one,
+    is an error before any model loads."""
+    from finsent.data.frames import DataError
+    from finsent.vocabulary import visible
+
+    texts = list(args.text)
+    if not texts and not sys.stdin.isatty():
+        try:
+            texts = [line.rstrip("\n") for line in sys.stdin if visible(line)]
+        except OSError:  # no readable standard input
+            texts = []
+    if not texts:
+        raise DataError("no text to score: give texts as arguments, or one per line on standard input")
+    empty = [str(i + 1) for i, text in enumerate(texts) if not visible(text)]
+    if empty:
+        raise DataError(f"text {', '.join(empty)} of {len(texts)} is empty (or only spaces and invisible characters): nothing scored")
+    return texts
+
+
 def cmd_predict(args: argparse.Namespace) -> None:
     import pandas as pd
 
@@ -111,12 +131,12 @@ def cmd_predict(args: argparse.Namespace) -> None:
     from finsent.registry.versions import CHAMPION
 
     root, p = load(args)
+    texts = texts_to_score(args)
     client = tracking.connect(p.register, root)
     alias = args.alias or CHAMPION
     if versions.alias_version(client, p.register.model_name, alias) is None:
         raise tracking.RegistryError(f"no model has the alias {alias!r} in {p.register.model_name!r}: train one first (make run)")
     model = versions.load_pyfunc(f"models:/{p.register.model_name}@{alias}")
-    texts = args.text or [line.rstrip("\n") for line in sys.stdin if line.strip()]
     result = model.predict(pd.DataFrame({"text": texts}))
     result.insert(0, "text", texts)
     emit(result.to_dict(orient="records"))

@@ -7,6 +7,8 @@ minutes later inside a stage.
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -45,6 +47,9 @@ class DataParams:
     def __post_init__(self) -> None:
         if not 0.0 <= self.dev_fraction < 0.5:
             raise ConfigError(f"data.dev_fraction must be in [0, 0.5), not {self.dev_fraction}")
+        for name in ("max_train_rows", "max_eval_rows"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ConfigError(f"data.{name} must be >= 1 or null (no cap), not {getattr(self, name)}")
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,11 @@ class ValidateParams:
     )
     class_share_min_rows: int = 200
     report_examples: int = 5
+
+
+DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
+# A registered model or experiment name: it goes into MLflow search filters and file names.
+REGISTRY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 
 @dataclass(frozen=True)
@@ -104,6 +114,14 @@ class TrainParams:
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.max_length < 8 or self.epochs <= 0:
             raise ConfigError("train: batch_size >= 1, max_length >= 8 and epochs > 0 are required")
+        if self.learning_rate <= 0 or self.weight_decay < 0 or self.grad_clip <= 0 or self.checkpoint_every_minutes < 0:
+            raise ConfigError("train: learning_rate > 0, weight_decay >= 0, grad_clip > 0 and checkpoint_every_minutes >= 0 are required")
+        if not 0.0 <= self.warmup_fraction < 1.0:
+            raise ConfigError(f"train.warmup_fraction must be in [0, 1), not {self.warmup_fraction}")
+        if not DEVICE.fullmatch(self.device):
+            raise ConfigError(f"train.device must be auto, cpu, cuda or cuda:N, not {self.device!r}")
+        if self.num_threads is not None and self.num_threads < 1:
+            raise ConfigError(f"train.num_threads must be >= 1 or null, not {self.num_threads}")
         if self.precision not in {"auto", "fp32", "bf16"}:
             raise ConfigError(f"train.precision must be auto, fp32 or bf16, not {self.precision!r}")
         if self.pad_to_multiple_of < 1:
@@ -143,6 +161,9 @@ class RegisterParams:
     lock_url: str = ""
 
     def __post_init__(self) -> None:
+        for name in ("model_name", "experiment"):
+            if not REGISTRY_NAME.fullmatch(getattr(self, name)):
+                raise ConfigError(f"register.{name} {getattr(self, name)!r}: use 1-100 letters, digits, '.', '_' or '-'")
         if self.lock_url and not self.lock_url.startswith("postgresql"):
             raise ConfigError(f"register.lock_url must be a postgresql:// URL (or empty), not {self.lock_url.split('@')[-1]!r}")
 
@@ -465,6 +486,18 @@ class Params:
     artifacts_dir: str = "artifacts"
 
 
+def _finite(value: float, where: str) -> float:
+    if not math.isfinite(value):
+        raise ConfigError(f"{where}: expected a finite number, got {value}")
+    return value
+
+
+def _shown(value: Any, limit: int = 80) -> str:
+    """A value for an error message: its repr, cut short (a whole file must never be echoed)."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({type(value).__name__})"
+
+
 def _check_type(value: Any, annotation: Any, where: str) -> Any:
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
@@ -478,20 +511,20 @@ def _check_type(value: Any, annotation: Any, where: str) -> Any:
     if isinstance(annotation, type) and dataclasses.is_dataclass(annotation):
         return from_dict(annotation, value, where)
     if annotation is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
+        return _finite(float(value), where)
     if annotation is float and isinstance(value, str):
         try:  # YAML reads 1e-4 (no dot) as a string
-            return float(value)
+            return _finite(float(value), where)
         except ValueError:
             pass
     if origin in (dict, list):
         if not isinstance(value, origin):
-            raise ConfigError(f"{where}: expected a {origin.__name__}, got {value!r}")
+            raise ConfigError(f"{where}: expected a {origin.__name__}, got {_shown(value)}")
         return value
     if isinstance(annotation, type) and not isinstance(value, annotation):
-        raise ConfigError(f"{where}: expected {annotation.__name__}, got {value!r}")
+        raise ConfigError(f"{where}: expected {annotation.__name__}, got {_shown(value)}")
     if annotation is int and isinstance(value, bool):
-        raise ConfigError(f"{where}: expected int, got {value!r}")
+        raise ConfigError(f"{where}: expected int, got {_shown(value)}")
     return value
 
 
@@ -500,7 +533,7 @@ def from_dict(cls: type, raw: Any, where: str = "params") -> Any:
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: expected a mapping, got {raw!r}")
+        raise ConfigError(f"{where}: expected a mapping of settings, got {type(raw).__name__} {_shown(raw, 40)}")
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(raw) - names)
@@ -515,9 +548,19 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     if not path.is_file():
         raise ConfigError(f"parameters file not found: {path}")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path} is not a YAML parameters file (not UTF-8 text)") from exc
+    except OSError as exc:
+        raise ConfigError(f"{path} cannot be read: {exc.strerror}") from exc
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:  # its message quotes the file: say where, not what
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise ConfigError(f"{path} is not valid YAML{where}: {getattr(exc, 'problem', None) or type(exc).__name__}") from exc
+    if raw is not None and not isinstance(raw, dict):
+        raise ConfigError(f"{path} is not a parameters file: expected sections (data:, train:, ...), got a {type(raw).__name__}")
     return from_dict(Params, raw or {}, where=str(path))
 
 

@@ -31,6 +31,16 @@ def resolve_url(url: str, root: str | Path) -> str:
     return SQLITE_PREFIX + str((Path(root) / url[len(SQLITE_PREFIX) :]).resolve())
 
 
+def shown_url(url: str) -> str:
+    """A database URL with its password hidden, for messages."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - a URL SQLAlchemy cannot parse is shown without what precedes an @
+        return url.split("@")[-1]
+
+
 def sqlite_path(url: str) -> Path | None:
     """The database file of an (absolute) SQLite URL; None for any other database."""
     if not url.startswith(SQLITE_PREFIX) or url == SQLITE_PREFIX + ":memory:":

@@ -88,8 +88,13 @@ def connect(p: RegisterParams, root: Path):
     from filelock import FileLock
 
     with FileLock(str(db.with_suffix(".init.lock")), timeout=300):
-        client = MlflowClient(uri, registry_uri=uri)
-        client.search_registered_models(max_results=1)  # the registry store is opened lazily
+        try:
+            client = MlflowClient(uri, registry_uri=uri)
+            client.search_experiments(max_results=1)
+            client.search_registered_models(max_results=1)  # the registry store is opened lazily
+        except Exception as exc:  # noqa: BLE001 - a truncated or foreign file, a read-only folder: the store is unusable
+            reason = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+            raise StoreUnavailable(f"MLflow store {db} cannot be opened as an MLflow database: {reason}") from exc
     return client
 
 

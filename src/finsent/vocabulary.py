@@ -7,6 +7,7 @@ protect and the drift descriptors all read the same cashtag and URL patterns.
 from __future__ import annotations
 
 import re
+import unicodedata
 
 LABELS: tuple[str, ...] = ("bearish", "bullish", "neutral")  # label id i is LABELS[i] (TFNS's order)
 PROBABILITY_COLUMNS: tuple[str, ...] = tuple(f"p_{name}" for name in LABELS)
@@ -18,3 +19,9 @@ CASHTAG = re.compile(r"(?<![\w$])\$([A-Za-z]{1,6}(?:\.[A-Za-z]{1,2})?)(?![\w.]*\
 # Control characters (NUL included; tab and line breaks are text): never part of news. A text holding
 # one is rejected with that reason, never cut or cleaned silently (PostgreSQL cannot store NUL).
 CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def visible(text: str) -> str:
+    """``text`` without surrounding white space and without invisible format characters (zero-width
+    spaces and joiners, the BOM): what decides whether a text is empty."""
+    return "".join(ch for ch in text if unicodedata.category(ch) != "Cf").strip()

@@ -27,7 +27,7 @@ from finsent import utc
 from finsent.config import MonitorParams
 from finsent.data.frames import DataError, check_columns, normalise_labels, read_table
 from finsent.monitoring.store import BatchMeta, append_batch, find_batch
-from finsent.vocabulary import CASHTAG, CONTROL_CHARS, LABELS, PROBABILITY_COLUMNS
+from finsent.vocabulary import CASHTAG, CONTROL_CHARS, LABELS, PROBABILITY_COLUMNS, visible
 
 BATCH_REQUIRED = ("text", "published_at")
 BATCH_OPTIONAL = ("ticker", "source", "label")
@@ -109,8 +109,9 @@ def check_batch(df: pd.DataFrame, p: MonitorParams, source: str = "batch") -> Ne
     check_columns(df, source, BATCH_REQUIRED)
     rows_in = len(df)
     df = df.reset_index(drop=True)
-    text = df["text"].where(~_blank(df["text"]), None).map(lambda v: None if v is None else str(v).strip())
+    text = df["text"].where(~_blank(df["text"]), None).map(lambda v: None if v is None or not visible(str(v)) else str(v).strip())
     published = parse_published_at(df["published_at"])
+    latest = pd.Timestamp(utc.now()) + pd.Timedelta(days=utc.FUTURE_SLACK_DAYS)
     raw_label = df["label"] if "label" in df.columns else pd.Series([None] * rows_in)
     labelled = ~_blank(raw_label)
     labels = normalise_labels(raw_label.where(labelled, None))
@@ -120,6 +121,7 @@ def check_batch(df: pd.DataFrame, p: MonitorParams, source: str = "batch") -> Ne
         "text_too_long": text.fillna("").str.len().gt(p.max_text_chars).to_numpy(),
         "control_characters": text.fillna("").str.contains(CONTROL_CHARS).to_numpy(),
         "bad_published_at": published.isna().to_numpy(),
+        "published_at_out_of_range": ((published < utc.EARLIEST_NEWS) | (published > latest)).fillna(False).to_numpy(),
         "bad_label": (labelled & labels.eq(-1)).to_numpy(),
     }
     bad = np.zeros(rows_in, dtype=bool)

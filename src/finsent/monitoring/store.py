@@ -39,12 +39,12 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from finsent import utc
 from finsent.config import MonitorParams
 from finsent.errors import FinsentError
-from finsent.paths import resolve_url
+from finsent.paths import resolve_url, shown_url
 from finsent.vocabulary import LABELS, PROBABILITY_COLUMNS
 
 metadata = MetaData()
@@ -148,13 +148,32 @@ class BatchMeta:
     scored_at: datetime
 
 
+SQLITE_BUSY_TIMEOUT_S = 30  # a second writer waits this long for SQLite's lock, then fails clearly
+
+
+class StoreUnusable(StoreError):
+    """The store's URL, file or server cannot be used at all (malformed, not a database, unreachable,
+    read-only, locked past the timeout)."""
+
+
+def unusable(url: str, exc: Exception) -> StoreUnusable:
+    """One line saying why the store cannot be used, without its password or a traceback."""
+    reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return StoreUnusable(f"predictions store {shown_url(url)} cannot be used: {reason}")
+
+
 def make_engine(url: str) -> Engine:
-    """An engine for ``url`` with the tables created; a SQLite file's folder is created too."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url)
-    metadata.create_all(engine)
+    """An engine for ``url`` with the tables created; a SQLite file's folder is created too. A store
+    that cannot be used is a ``StoreUnusable`` here, before any work is done."""
+    try:
+        parsed = make_url(url)
+        sqlite = parsed.get_backend_name() == "sqlite"
+        if sqlite and parsed.database not in (None, "", ":memory:"):
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S} if sqlite else {})
+        metadata.create_all(engine)
+    except (SQLAlchemyError, OSError, ValueError) as exc:
+        raise unusable(url, exc) from exc
     return engine
 
 
@@ -215,6 +234,8 @@ def append_batch(engine: Engine, rows: pd.DataFrame, meta: BatchMeta, *, chunk_r
         if find_batch(engine, meta.sha256) is not None:  # lost a race with a concurrent writer
             raise DuplicateBatchError(f"{meta.file}: already scored by a concurrent run; nothing written") from exc
         raise StoreError(f"batch {meta.file} rejected by the store, nothing written: {exc.orig}") from exc
+    except SQLAlchemyError as exc:  # read-only, locked past the timeout, disk full: the transaction rolled back
+        raise unusable(engine.url.render_as_string(hide_password=True), exc) from exc
     return len(records)
 
 
@@ -239,9 +260,9 @@ def read_predictions(
     """
     query = select(predictions).order_by(predictions.c.published_at, predictions.c.id)
     if start is not None:
-        query = query.where(predictions.c.published_at >= utc.naive(start))
+        query = query.where(predictions.c.published_at >= utc.naive(utc.parse(start, "start") if isinstance(start, str) else start))
     if end is not None:
-        query = query.where(predictions.c.published_at < utc.naive(end))
+        query = query.where(predictions.c.published_at < utc.naive(utc.parse(end, "end") if isinstance(end, str) else end))
     if batch_id is not None:
         query = query.where(predictions.c.batch_id == batch_id)
     if model_version is not None:

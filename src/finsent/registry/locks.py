@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from finsent.paths import shown_url
 from finsent.tracking import RegistryError, StoreUnavailable
 
 
@@ -27,16 +28,6 @@ class LockUnavailable(StoreUnavailable):
 def advisory_key(name: str) -> int:
     """A stable signed 64-bit key for ``name`` (PostgreSQL advisory locks are keyed by bigint)."""
     return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
-
-
-def shown_url(url: str) -> str:
-    """The URL with its password hidden, for messages."""
-    from sqlalchemy.engine import make_url
-
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - a URL SQLAlchemy cannot parse is reported as given, minus nothing secret
-        return url.split("@")[-1]
 
 
 @contextlib.contextmanager

@@ -38,7 +38,7 @@ from finsent.data.frames import read_dataset
 from finsent.files import atomic_path, write_json
 from finsent.training.cls_forward import logits_module
 from finsent.training.features import Encoded, encode_texts, gather_batch, length_bucketed_batches, padded_width, to_device
-from finsent.training.model import autocast_dtype, choose_device, load_classifier, resolve_base_model
+from finsent.training.model import ModelError, autocast_dtype, choose_device, load_classifier, resolve_base_model
 from finsent.training.recipe import (
     DevSelection,
     class_weights,
@@ -142,6 +142,15 @@ def _save_checkpoint(
         torch.save(state, tmp)
 
 
+def load_checkpoint(path: Path, device: torch.device) -> dict:
+    """A training checkpoint, loaded as tensors, numbers and strings only (``weights_only``): a file
+    planted in the run folder cannot run code, and a truncated or foreign one is a clear error."""
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - truncated, foreign, or holding objects beyond tensors and numbers
+        raise ModelError(f"checkpoint {path} cannot be loaded safely ({type(exc).__name__}); delete it to train from the start") from exc
+
+
 def fit(
     model: PreTrainedModel,
     encoded: Encoded,
@@ -189,7 +198,7 @@ def fit(
 
     step = 0
     if checkpoint_path is not None and checkpoint_path.is_file():
-        state = torch.load(checkpoint_path, map_location=device, weights_only=False)
+        state = load_checkpoint(checkpoint_path, device)
         if state.get("fingerprint") == fingerprint:
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
