@@ -6,12 +6,14 @@ Every command returns a non-zero exit code with one clear line on stderr when it
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from collections.abc import Sequence
+from contextvars import ContextVar
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from finsent.env import apply_quiet_offline
 from finsent.errors import FinsentError
@@ -30,10 +32,15 @@ def overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     return parse_overrides(args.set or [])
 
 
+# Standard output holds only the JSON result, so that scripts can parse it: while a command runs,
+# everything else that prints (progress, library messages) goes to standard error.
+RESULTS: ContextVar[TextIO | None] = ContextVar("finsent_results", default=None)
+
+
 def emit(value: Any) -> None:
     if is_dataclass(value) and not isinstance(value, type):
         value = asdict(value)
-    print(json.dumps(value, indent=2, default=str))
+    print(json.dumps(value, indent=2, default=str), file=RESULTS.get() or sys.stdout)
 
 
 # --- training -------------------------------------------------------------------------------------
@@ -378,11 +385,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     apply_quiet_offline()
     args = build_parser().parse_args(argv)
+    token = RESULTS.set(sys.stdout)
     try:
-        args.func(args)
+        with contextlib.redirect_stdout(sys.stderr):
+            args.func(args)
     except FinsentError as exc:  # bad input or a service that is down: one line, no traceback
         print(f"finsent: error: {exc}", file=sys.stderr)
         return 2
+    finally:
+        RESULTS.reset(token)
     return 0
 
 

@@ -139,3 +139,14 @@ def test_a_versioned_batch_that_fails_a_later_validation_is_never_moved(data_pro
         validate.run(stricter, data_project, data_project / "artifacts" / "validation.json")
     assert not by_hand.exists() and batch.is_file()
     assert Layout.of(data_project, stricter).quarantine_dir.is_dir()
+
+
+def test_stdout_holds_only_the_json_result(data_project, capsys):
+    import shutil
+
+    shutil.rmtree(data_project / "data")
+    capsys.readouterr()
+    assert run_cli(data_project, "data", "init") == 0  # restores data/ and says so on the way
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["dvc_md5"].endswith(".dir")  # the whole of stdout is one JSON document
+    assert "restored" in captured.err

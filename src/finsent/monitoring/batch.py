@@ -26,7 +26,7 @@ from sqlalchemy import Engine
 from finsent import utc
 from finsent.config import MonitorParams
 from finsent.data.frames import DataError, check_columns, normalise_labels, read_table
-from finsent.monitoring.store import BatchMeta, append_batch, find_batch
+from finsent.monitoring.store import BatchMeta, DuplicateBatchError, append_batch, find_batch
 from finsent.vocabulary import CASHTAG, CONTROL_CHARS, LABELS, PROBABILITY_COLUMNS, visible
 
 BATCH_REQUIRED = ("text", "published_at")
@@ -190,6 +190,23 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def already_scored(path: Path, sha256: str, existing: dict, model_name: str, model_version: str) -> ScoreSummary:
+    return ScoreSummary(
+        status="already_scored",
+        file=str(path),
+        sha256=sha256,
+        batch_id=existing["batch_id"],
+        rows_in=existing["rows_in"],
+        rows_scored=0,
+        rows_skipped=0,
+        skipped={},
+        model_name=model_name,
+        model_version=model_version,
+        message=f"{path}: already scored as batch {existing['batch_id']} by {existing['model_name']} "
+        f"v{existing['model_version']}; nothing written",
+    )
+
+
 def run(
     p: MonitorParams,
     scorer: ProbabilityScorer,
@@ -202,25 +219,14 @@ def run(
 ) -> ScoreSummary:
     """Score one batch file with the champion and append it to the store (all rows or none).
 
-    A file already in the store (same SHA-256) is not scored again: the summary says so.
+    A file already in the store (same SHA-256) is not scored again: the summary says so, also when a
+    concurrent run stored it while this one was scoring (the second writer's transaction is refused
+    by the store's unique key, and that is the same outcome: no-op, not an error).
     """
     path = Path(path)
     sha256 = file_sha256(path) if path.is_file() else ""
     if sha256 and (existing := find_batch(engine, sha256)) is not None:
-        return ScoreSummary(
-            status="already_scored",
-            file=str(path),
-            sha256=sha256,
-            batch_id=existing["batch_id"],
-            rows_in=existing["rows_in"],
-            rows_scored=0,
-            rows_skipped=0,
-            skipped={},
-            model_name=model_name,
-            model_version=model_version,
-            message=f"{path}: already scored as batch {existing['batch_id']} by {existing['model_name']} "
-            f"v{existing['model_version']}; nothing written",
-        )
+        return already_scored(path, sha256, existing, model_name, model_version)
     batch = read_batch(path, p)
     scored = score_frame(scorer, batch.frame)
     meta = BatchMeta(
@@ -233,7 +239,13 @@ def run(
         model_version=str(model_version),
         scored_at=scored_at or utc.now(),
     )
-    written = append_batch(engine, scored, meta, chunk_rows=p.insert_chunk_rows)
+    try:
+        written = append_batch(engine, scored, meta, chunk_rows=p.insert_chunk_rows)
+    except DuplicateBatchError:
+        existing = find_batch(engine, sha256)
+        if existing is None:
+            raise
+        return already_scored(path, sha256, existing, model_name, model_version)
     return ScoreSummary(
         status="scored",
         file=str(path),

@@ -237,6 +237,35 @@ def test_score_frame_adds_probabilities_and_rejects_wrong_shapes(tiny_scorer):
         score_frame(_WrongShapeScorer(), frame)
 
 
+def test_two_runs_racing_on_one_file_store_it_once_and_both_succeed(tmp_path, engine):
+    """Both pass the 'already scored?' check before either writes: the loser's transaction is refused
+    by the store and it reports the file as already scored, a no-op, not an error."""
+    import threading
+
+    import numpy as np
+
+    path = tmp_path / "news.csv"
+    path.write_text("text,published_at\nAcme beats,2024-05-01\nAcme misses,2024-05-02\n")
+    both_checked = threading.Barrier(2, timeout=30)
+
+    class SlowScorer:
+        def predict_proba(self, texts):
+            both_checked.wait()  # neither writes until both have found the file unscored
+            return np.full((len(texts), 3), 1 / 3)
+
+    results = []
+    runs = [
+        threading.Thread(target=lambda v=v: results.append(batch_mod.run(P, SlowScorer(), path, engine, model_name="m", model_version=v)))
+        for v in ("1", "2")
+    ]
+    for thread in runs:
+        thread.start()
+    for thread in runs:
+        thread.join(timeout=60)
+    assert sorted(r.status for r in results) == ["already_scored", "scored"]
+    assert table_counts(engine) == (1, 2)
+
+
 def test_run_scores_a_file_once(tmp_path, engine, tiny_scorer):
     path = tmp_path / "news.csv"
     path.write_text(
