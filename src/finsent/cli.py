@@ -9,7 +9,7 @@ import argparse
 import contextlib
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from contextvars import ContextVar
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
@@ -46,12 +46,24 @@ def emit(value: Any) -> None:
 # --- training -------------------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def flow_log(root: Path, params: Any, command: str) -> Iterator[None]:
+    """Prefect's console without tracebacks (the error is said once, as the last line); all in a file."""
+    from finsent.paths import Layout
+    from flows.logs import console_without_tracebacks
+
+    with console_without_tracebacks(Layout.of(root, params).new_log(command)) as log:
+        print(f"finsent: the full log, tracebacks included: {log}", file=sys.stderr)
+        yield
+
+
 def cmd_train(args: argparse.Namespace) -> None:
     """Run the Prefect training flow (the same one `make run` and the deployments run)."""
     from flows.training import training_flow
 
-    load(args)  # fail on bad params before Prefect starts
-    emit(training_flow(params_path=args.params, root=args.root, overrides=overrides(args)))
+    root, params = load(args)  # fail on bad params before Prefect starts
+    with flow_log(root, params, "train"):
+        emit(training_flow(params_path=args.params, root=args.root, overrides=overrides(args)))
 
 
 def cmd_tune(args: argparse.Namespace) -> None:
@@ -63,10 +75,11 @@ def cmd_tune(args: argparse.Namespace) -> None:
         sections.setdefault("tune", {})["n_trials"] = args.trials
     if args.parallel is not None:
         sections.setdefault("tune", {})["parallel_trials"] = args.parallel
-    replace(load_params(Path(args.root).resolve() / args.params), **sections)  # bad params fail before Prefect is imported
+    params = replace(load_params(Path(args.root).resolve() / args.params), **sections)  # bad params fail before Prefect is imported
     from flows.tuning import tuning_flow
 
-    emit(tuning_flow(params_path=args.params, root=args.root, overrides=sections))
+    with flow_log(Path(args.root).resolve(), params, "tune"):
+        emit(tuning_flow(params_path=args.params, root=args.root, overrides=sections))
 
 
 def cmd_stage(args: argparse.Namespace) -> None:
@@ -271,17 +284,18 @@ def cmd_monitor_run(args: argparse.Namespace) -> None:
     """The Prefect monitoring flow on one file (or the inbox): score, drift, index, retrain policy."""
     from flows.monitoring import monitoring_flow
 
-    root, _ = load(args)  # fail on bad params before Prefect starts
+    root, params = load(args)  # fail on bad params before Prefect starts
     path = str(input_file(args.file)) if args.file else None
-    summary = monitoring_flow(
-        path=path,
-        params_path=args.params,
-        root=str(root),
-        overrides=overrides(args),
-        retrain=not args.no_retrain,
-        git_commit=not args.no_git_commit,
-    )
-    emit(summary.to_dict())
+    with flow_log(root, params, "monitor"):
+        summary = monitoring_flow(
+            path=path,
+            params_path=args.params,
+            root=str(root),
+            overrides=overrides(args),
+            retrain=not args.no_retrain,
+            git_commit=not args.no_git_commit,
+        )
+        emit(summary.to_dict())
 
 
 def cmd_serve(args: argparse.Namespace) -> None:

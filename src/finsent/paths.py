@@ -188,6 +188,10 @@ class Layout:
     def tuning_dir(self) -> Path:
         return self.artifacts / "tuning"
 
+    def new_log(self, command: str) -> Path:
+        """The full log of one flow command (tracebacks included; the console shows their messages)."""
+        return self.artifacts / "logs" / f"{stamp()}-{command}.log"
+
     @property
     def prefect_server_log(self) -> Path:
         return self.artifacts / "prefect-server.log"
