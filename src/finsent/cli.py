@@ -48,10 +48,17 @@ def emit(value: Any) -> None:
 
 @contextlib.contextmanager
 def flow_log(root: Path, params: Any, command: str) -> Iterator[None]:
-    """Prefect's console without tracebacks (the error is said once, as the last line); all in a file."""
+    """Around a flow command: temporary Prefect servers left by a killed run are stopped, and this
+    process marks those it starts; Prefect's console without tracebacks (the error is said once, as
+    the last line), and everything in a log file."""
     from finsent.paths import Layout
+    from flows.ephemeral import mark_owner, reap_orphaned_servers
     from flows.logs import console_without_tracebacks
 
+    reaped = reap_orphaned_servers()  # left by a finsent that was killed
+    if reaped:
+        print(f"finsent: stopped {len(reaped)} temporary Prefect server(s) left by a killed run: pids {reaped}", file=sys.stderr)
+    mark_owner()
     with console_without_tracebacks(Layout.of(root, params).new_log(command)) as log:
         print(f"finsent: the full log, tracebacks included: {log}", file=sys.stderr)
         yield
