@@ -85,3 +85,15 @@ def make_project(root: Path, train: pd.DataFrame, valid: pd.DataFrame) -> Path:
 def project(tmp_path, tfns_train, tfns_valid) -> Path:
     """A throw-away project holding a stratified sample of TFNS (400 train, 200 eval rows)."""
     return make_project(tmp_path / "project", _sample(tfns_train, 400), _sample(tfns_valid, 200))
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Like each torchrun worker (OMP_NUM_THREADS=1): on a busy machine, spinning OpenMP threads
+    waiting for a descheduled peer make tiny models many times slower."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

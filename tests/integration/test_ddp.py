@@ -23,17 +23,7 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 # last batch of one row, which leaves the second process an empty shard.
 ROWS, BATCH = 199, 33
 
-pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Like each torchrun worker (OMP_NUM_THREADS=1): on a busy machine, spinning OpenMP threads
-    waiting for a descheduled peer make tiny models many times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("one_torch_thread")]
 
 
 @pytest.fixture(scope="module")

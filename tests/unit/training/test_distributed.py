@@ -10,15 +10,7 @@ import torch
 from finsent.training.train import shard
 from testkit.tiny_bert import NO_DROPOUT, tiny_bert
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Like each torchrun worker (OMP_NUM_THREADS=1): on a busy machine, spinning OpenMP threads
-    waiting for a descheduled peer make tiny models many times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def no_dropout_bert(tokenizer):
