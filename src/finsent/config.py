@@ -11,6 +11,7 @@ import math
 import re
 import types
 import typing
+import zoneinfo
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,28 @@ class ValidateParams:
     class_share_min_rows: int = 200
     report_examples: int = 5
 
+    def __post_init__(self) -> None:
+        if not 0 <= self.min_text_chars <= self.max_text_chars:
+            raise ConfigError(
+                f"validate.min_text_chars ({self.min_text_chars}) must be >= 0 and <= validate.max_text_chars ({self.max_text_chars})"
+            )
+        if not 0.0 <= self.max_duplicate_share <= 1.0:
+            raise ConfigError(f"validate.max_duplicate_share must be in [0, 1], not {self.max_duplicate_share}")
+        minimums = {"min_rows": 1, "max_leak_rows": 0, "class_share_min_rows": 1, "report_examples": 0}
+        low = {f"validate.{name}": getattr(self, name) for name, least in minimums.items() if getattr(self, name) < least}
+        if low:
+            raise ConfigError(f"{low} below the minimums {minimums}")
+        unknown = sorted(set(self.class_share_bounds) - set(LABELS))
+        if unknown:
+            raise ConfigError(f"validate.class_share_bounds: unknown label(s) {unknown}; allowed: {list(LABELS)}")
+        for name, bounds in self.class_share_bounds.items():
+            if not (
+                isinstance(bounds, list) and len(bounds) == 2 and all(_is_number(b) for b in bounds) and 0 <= bounds[0] <= bounds[1] <= 1
+            ):
+                raise ConfigError(
+                    f"validate.class_share_bounds.{name}: expected [low, high] with 0 <= low <= high <= 1, got {_shown(bounds)}"
+                )
+
 
 DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 # A registered model or experiment name: it goes into MLflow search filters and file names.
@@ -114,8 +137,8 @@ class TrainParams:
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.max_length < 8 or self.epochs <= 0:
             raise ConfigError("train: batch_size >= 1, max_length >= 8 and epochs > 0 are required")
-        if self.learning_rate <= 0 or self.weight_decay < 0 or self.grad_clip <= 0 or self.checkpoint_every_minutes < 0:
-            raise ConfigError("train: learning_rate > 0, weight_decay >= 0, grad_clip > 0 and checkpoint_every_minutes >= 0 are required")
+        if self.learning_rate < 0 or self.weight_decay < 0 or self.grad_clip <= 0 or self.checkpoint_every_minutes < 0:
+            raise ConfigError("train: learning_rate >= 0 (0: no learning), weight_decay >= 0, grad_clip > 0 and checkpoint_every_minutes >= 0 are required")
         if not 0.0 <= self.warmup_fraction < 1.0:
             raise ConfigError(f"train.warmup_fraction must be in [0, 1), not {self.warmup_fraction}")
         if not DEVICE.fullmatch(self.device):
@@ -148,6 +171,16 @@ class EvaluateParams:
     calibration_bins: int = 15
     short_text_chars: int = 60  # slice boundaries, in characters
     long_text_chars: int = 120
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1 or self.calibration_bins < 1:
+            raise ConfigError(
+                f"evaluate.batch_size and evaluate.calibration_bins must be >= 1, not {self.batch_size} and {self.calibration_bins}"
+            )
+        if not 0 < self.short_text_chars < self.long_text_chars:
+            raise ConfigError(
+                f"evaluate.short_text_chars ({self.short_text_chars}) must be > 0 and below evaluate.long_text_chars ({self.long_text_chars})"
+            )
 
 
 @dataclass(frozen=True)
@@ -235,9 +268,10 @@ class MonitorParams:
             raise ConfigError(f"monitor.alert_baseline must be previous_day or trailing_mean, not {self.alert_baseline!r}")
         if self.plot_format not in {"png", "html"}:
             raise ConfigError(f"monitor.plot_format must be png or html, not {self.plot_format!r}")
-        counts = ("batch_size", "insert_chunk_rows", "max_text_chars", "alert_window_days", "alert_min_count")
-        if min(getattr(self, name) for name in counts) < 1:
-            raise ConfigError(f"monitor: {', '.join(counts)} must be >= 1")
+        counts = ("batch_size", "insert_chunk_rows", "max_text_chars", "alert_window_days", "alert_min_count", "plot_max_tickers")
+        low = [f"monitor.{name}" for name in counts if getattr(self, name) < 1]
+        if low:
+            raise ConfigError(f"{', '.join(low)} must be >= 1")
         if not 0 < self.alert_threshold <= 2:
             raise ConfigError(f"monitor.alert_threshold must be in (0, 2], not {self.alert_threshold}")
         bad = {k: v for k, v in self.company_tickers.items() if not (isinstance(k, str) and isinstance(v, str) and k and v)}
@@ -270,10 +304,19 @@ class DriftParams:
         unknown = sorted(set(self.signals) - set(DRIFT_SIGNALS))
         if unknown:
             raise ConfigError(f"drift.signals: unknown {unknown}; allowed: {list(DRIFT_SIGNALS)}")
-        minimums = {"max_rows": 50, "embedding_plot_rows": 10, "descriptor_min_drifted": 1, "min_labelled_rows": 1}
+        minimums = {
+            "max_rows": 50, "embedding_plot_rows": 10, "descriptor_min_drifted": 1, "min_labelled_rows": 1,
+            "embedding_max_length": 8, "embedding_batch_size": 1,
+        }  # fmt: skip
         low = {name: getattr(self, name) for name, least in minimums.items() if getattr(self, name) < least}
         if low:
             raise ConfigError(f"drift: {low} below the minimums {minimums}")
+        for name in ("text_threshold", "embedding_threshold"):  # ROC AUCs: 0.5 is chance
+            if not 0.5 <= getattr(self, name) <= 1.0:
+                raise ConfigError(f"drift.{name} is a ROC AUC in [0.5, 1], not {getattr(self, name)}")
+        for name in ("descriptor_threshold", "prediction_threshold", "max_macro_f1_drop"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"drift.{name} must be >= 0, not {getattr(self, name)}")
 
 
 @dataclass(frozen=True)
@@ -294,6 +337,10 @@ class RetrainPolicyParams:
             raise ConfigError(f"retrain.signals: unknown {unknown}; allowed: {list(DRIFT_SIGNALS)}")
         if self.min_signals < 1 or self.confirm_windows < 1 or self.min_window_rows < 0 or self.cooldown_hours < 0:
             raise ConfigError("retrain: min_signals >= 1, confirm_windows >= 1, min_window_rows >= 0, cooldown_hours >= 0")
+        if self.min_new_labelled_rows < 0:
+            raise ConfigError(f"retrain.min_new_labelled_rows must be >= 0, not {self.min_new_labelled_rows}")
+        if self.new_labels_trigger_rows is not None and self.new_labels_trigger_rows < 1:
+            raise ConfigError(f"retrain.new_labels_trigger_rows must be >= 1 or null (never), not {self.new_labels_trigger_rows}")
 
 
 AUGMENTERS: tuple[str, ...] = (
@@ -391,6 +438,10 @@ class ScheduleParams:
             raise ConfigError(f"schedule.server_port must be a TCP port, not {self.server_port}")
         if not self.work_pool.strip():
             raise ConfigError("schedule.work_pool must name a work pool")
+        try:
+            zoneinfo.ZoneInfo(self.timezone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+            raise ConfigError(f"schedule.timezone {self.timezone!r} is not a time zone (for example UTC or Europe/London)") from exc
 
 
 TUNABLE: tuple[str, ...] = (
@@ -462,6 +513,9 @@ class TuneParams:
     def __post_init__(self) -> None:
         if self.n_trials < 1 or self.parallel_trials < 1:
             raise ConfigError("tune: n_trials and parallel_trials must be >= 1")
+        bad_devices = [d for d in self.devices if not isinstance(d, str) or not DEVICE.fullmatch(d)]
+        if bad_devices:
+            raise ConfigError(f"tune.devices must be cpu, cuda or cuda:N, not {bad_devices}")
         if not self.search_space:
             raise ConfigError("tune.search_space is empty: name at least one train setting to search")
         check_search_space(self.search_space)

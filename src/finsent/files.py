@@ -9,6 +9,7 @@ previous version and no temporary file behind.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import uuid
@@ -16,17 +17,40 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from finsent.errors import FinsentError
+
+NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)  # a full disk, a quota, a read-only file system
+
+
+class WriteError(FinsentError):
+    """A file or folder cannot be written: a file in the way, a read-only file system, a full disk."""
+
+
+def ensure_dir(path: str | Path) -> Path:
+    """``path`` as a folder, created with its parents; a ``WriteError`` naming it when that cannot be."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise WriteError(f"cannot write to {path}: {exc.strerror or exc}") from exc
+    return path
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path`` (same suffix, so writers that add one do not); rename it
-    over ``path`` when the block ends without error, delete it otherwise."""
+    over ``path`` when the block ends without error, delete it otherwise. No room to write (a full disk,
+    a read-only file system) is a ``WriteError`` naming ``path``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    ensure_dir(path.parent)
     tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex[:8]}.tmp{path.suffix}")
     try:
         yield tmp
         os.replace(tmp, path)
+    except OSError as exc:
+        if exc.errno in NO_ROOM:
+            raise WriteError(f"cannot write {path}: {exc.strerror}") from exc
+        raise
     finally:
         tmp.unlink(missing_ok=True)
 

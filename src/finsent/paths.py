@@ -20,6 +20,7 @@ from finsent import utc
 from finsent.config import Params
 
 SQLITE_PREFIX = "sqlite:///"
+SQLITE_URI = "file:"  # SQLite's own URI form, sqlite:///file:PATH?mode=ro&uri=true: PATH is inside it
 PIPELINE_RUN = "pipeline"  # artifacts/pipeline: the run folder of `dvc repro`
 
 
@@ -28,7 +29,11 @@ def resolve_url(url: str, root: str | Path) -> str:
     relative = url.startswith(SQLITE_PREFIX) and not url.startswith(SQLITE_PREFIX + "/")
     if not relative or url == SQLITE_PREFIX + ":memory:":
         return url
-    return SQLITE_PREFIX + str((Path(root) / url[len(SQLITE_PREFIX) :]).resolve())
+    rest = url[len(SQLITE_PREFIX) :]
+    if rest.startswith(SQLITE_URI):  # resolve the path inside the URI, keep its query (mode=ro, ...)
+        path, sep, query = rest[len(SQLITE_URI) :].partition("?")
+        return url if path.startswith("/") else f"{SQLITE_PREFIX}{SQLITE_URI}{(Path(root) / path).resolve()}{sep}{query}"
+    return SQLITE_PREFIX + str((Path(root) / rest).resolve())
 
 
 def shown_url(url: str) -> str:
@@ -45,7 +50,10 @@ def sqlite_path(url: str) -> Path | None:
     """The database file of an (absolute) SQLite URL; None for any other database."""
     if not url.startswith(SQLITE_PREFIX) or url == SQLITE_PREFIX + ":memory:":
         return None
-    return Path(url[len(SQLITE_PREFIX) :])
+    rest = url[len(SQLITE_PREFIX) :]
+    if rest.startswith(SQLITE_URI):
+        return Path(rest[len(SQLITE_URI) :].partition("?")[0])
+    return Path(rest)
 
 
 def stamp() -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import os
 import platform
 import subprocess
@@ -21,7 +22,7 @@ import pandas as pd
 
 from finsent.config import RegisterParams
 from finsent.errors import FinsentError
-from finsent.paths import resolve_url, sqlite_path
+from finsent.paths import resolve_url, shown_url, sqlite_path
 
 
 class RegistryError(FinsentError, RuntimeError):
@@ -44,6 +45,29 @@ def artifact_location(p: RegisterParams, root: Path, uri: str) -> str | None:
     return None
 
 
+# Database servers MLflow reaches through SQLAlchemy: it retries a refused connection for over a minute,
+# so the server is tried once first, with a connect timeout.
+SERVER_DATABASES = ("postgresql", "mysql")
+
+
+def reach_database(uri: str, timeout_s: float) -> None:
+    import sqlalchemy
+    from sqlalchemy.pool import NullPool
+
+    try:
+        engine = sqlalchemy.create_engine(uri, poolclass=NullPool, connect_args={"connect_timeout": max(1, round(timeout_s))})
+        try:
+            with engine.connect():
+                pass
+        finally:
+            engine.dispose()
+    except ImportError as exc:  # the URL's driver: psycopg2 comes with the `scale` extra
+        raise StoreUnavailable(f"MLflow tracking store {shown_url(uri)} cannot be used: no driver for it is installed ({exc})") from exc
+    except sqlalchemy.exc.SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise StoreUnavailable(f"MLflow tracking store {shown_url(uri)} is unreachable: {reason}") from exc
+
+
 def check_store(uri: str, timeout_s: float = 5.0) -> None:
     """Fail fast, before any training, when the tracking store is down or not writable."""
     parsed = urlparse(uri)
@@ -53,21 +77,25 @@ def check_store(uri: str, timeout_s: float = 5.0) -> None:
         try:
             response = requests.get(uri.rstrip("/") + "/health", timeout=timeout_s)
         except requests.RequestException as exc:
-            raise StoreUnavailable(f"MLflow tracking server {uri} is unreachable: {exc.__class__.__name__}") from exc
+            raise StoreUnavailable(f"MLflow tracking server {shown_url(uri)} is unreachable: {exc.__class__.__name__}") from exc
         if response.status_code != 200:
-            raise StoreUnavailable(f"MLflow tracking server {uri} answered {response.status_code} on /health")
+            raise StoreUnavailable(f"MLflow tracking server {shown_url(uri)} answered {response.status_code} on /health")
         return
     db = sqlite_path(uri)
     if db is not None:
         if not db.parent.is_dir() or not os.access(db.parent, os.W_OK):
             raise StoreUnavailable(f"MLflow store {uri}: folder {db.parent} does not exist or is not writable")
+        if db.exists() and not db.is_file():  # MLflow would retry opening it for over a minute
+            raise StoreUnavailable(f"MLflow store {uri}: {db} is not a database file")
         return
+    if parsed.scheme.split("+")[0] in SERVER_DATABASES:
+        reach_database(uri, timeout_s)
     from mlflow.tracking import MlflowClient
 
     try:
         MlflowClient(uri).search_experiments(max_results=1)
     except Exception as exc:  # noqa: BLE001 - any backend error means the store is unusable
-        raise StoreUnavailable(f"MLflow tracking store {uri} is unusable: {exc}") from exc
+        raise StoreUnavailable(f"MLflow tracking store {shown_url(uri)} is unusable: {exc}") from exc
 
 
 def connect(p: RegisterParams, root: Path):
@@ -76,6 +104,8 @@ def connect(p: RegisterParams, root: Path):
     from mlflow.tracking import MlflowClient
 
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    # MLflow logs a database error with its traceback, then raises it: the caller reports it, in one line.
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
     uri = resolve_tracking_uri(p, root)
     check_store(uri)
     mlflow.set_tracking_uri(uri)

@@ -118,7 +118,8 @@ def register_synthetic(root: Path, model_dir: Path, share: float, swap: int = 0,
 def client_for(root: Path):
     from mlflow.tracking import MlflowClient
 
-    return MlflowClient(f"sqlite:///{root}/mlflow.db")
+    uri = f"sqlite:///{root}/mlflow.db"
+    return MlflowClient(uri, registry_uri=uri)  # else the registry is whichever store mlflow last pointed at
 
 
 def champion(root: Path) -> str | None:

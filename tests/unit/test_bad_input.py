@@ -37,7 +37,7 @@ def fails_cleanly(capsys, root, *args, says: str) -> str:
 @pytest.mark.parametrize(
     "override, says",
     [
-        ("train.learning_rate=-1", "learning_rate > 0"),
+        ("train.learning_rate=-1", "learning_rate >= 0"),
         ("train.epochs=.nan", "finite number"),
         ("train.epochs=.inf", "finite number"),
         ("data.max_train_rows=-5", "data.max_train_rows"),

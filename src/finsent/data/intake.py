@@ -62,6 +62,11 @@ def rows_in_batches(layout: Layout, frame: pd.DataFrame) -> dict[str, int]:
 def version_batch(p: Params, root: Path, frame: pd.DataFrame, name: str, *, log=print, git_commit: bool = True) -> versioning.DataVersion:
     """Write ``frame`` (already validated) as data/batches/<name>.csv and version it: checked to read
     back unchanged, and refused when another batch already holds any of its texts."""
+    with versioning.data_lock(root):
+        return _version_batch(p, root, frame, name, log=log, git_commit=git_commit)
+
+
+def _version_batch(p: Params, root: Path, frame: pd.DataFrame, name: str, *, log=print, git_commit: bool = True) -> versioning.DataVersion:
     layout = Layout.of(root, p)
     check_batch_name(name)
     frame = canonical_frame(frame)
@@ -85,12 +90,22 @@ def add(p: Params, root: Path, path: Path, name: str | None = None, *, log=print
     layout = Layout.of(root, p)
     path = Path(path)
     name = check_batch_name(name if name is not None else path.stem)
-    versioning.ensure_data(root, p.data, log=log)
-    report = validate.validate_file(path, read_table(layout.eval_file), p.validate)
-    if not report.success:
-        kept = None
-        if path.is_file():
-            kept = versioning.quarantine(path, layout.quarantine_dir, json.dumps(report.to_dict(), indent=2, default=str))
-        raise validate.ValidationError([report], [str(kept)] if kept else None)
-    version = version_batch(p, root, read_table(path), name, log=log, git_commit=git_commit)
+    with versioning.data_lock(root):
+        versioning.ensure_data(root, p.data, log=log)
+        # Versioning data/ would take along whatever else is in it, unvalidated (a file dropped in by
+        # hand, or left by a killed add): that is for `finsent train`, which validates every batch.
+        unversioned = versioning.unversioned_files(root, p.data)
+        if unversioned:
+            raise DataError(
+                f"{layout.data_dir} holds changes that are not versioned: {', '.join(unversioned[:MAX_EXAMPLES])}"
+                f"{' ...' if len(unversioned) > MAX_EXAMPLES else ''}; version them (finsent train) or move them out "
+                "of data/ first. Nothing was added."
+            )
+        report = validate.validate_file(path, read_table(layout.eval_file), p.validate)
+        if not report.success:
+            kept = None
+            if path.is_file():
+                kept = versioning.quarantine(path, layout.quarantine_dir, json.dumps(report.to_dict(), indent=2, default=str))
+            raise validate.ValidationError([report], [str(kept)] if kept else None)
+        version = _version_batch(p, root, read_table(path), name, log=log, git_commit=git_commit)
     return IntakeSummary(added=name, rows=report.rows, data_version=version.to_dict())

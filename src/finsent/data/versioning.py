@@ -60,6 +60,11 @@ def _repo(root: Path):
     try:
         with Repo(str(root)) as repo:
             yield repo
+    except FinsentError:
+        raise
+    except Exception as exc:  # a DVC config, cache or repository DVC cannot use: say what, in one line
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise VersioningError(f"DVC cannot work in {root}: {type(exc).__name__}: {reason}") from exc
     finally:
         os.chdir(previous)
 
@@ -73,8 +78,12 @@ def recorded_md5(root: Path) -> str | None:
     path = root / DVC_FILE
     if not path.is_file():
         return None
-    outs = (yaml.safe_load(path.read_text()) or {}).get("outs") or []
-    return outs[0].get("md5") if outs else None
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        outs = raw.get("outs") or []
+        return outs[0].get("md5") if outs else None
+    except (yaml.YAMLError, UnicodeDecodeError, AttributeError, TypeError, KeyError) as exc:
+        raise VersioningError(f"{path} is not a DVC file ({type(exc).__name__}); restore it, e.g. git checkout {DVC_FILE}") from exc
 
 
 def current_version(root: Path) -> DataVersion:
@@ -148,13 +157,18 @@ def ensure_data(root: Path, p: DataParams, log=print) -> DataVersion:
         except Exception as exc:  # noqa: BLE001 - any remote failure falls back to the shipped copy
             log(f"DVC remote not usable ({type(exc).__name__}); trying the shipped copy")
     _copy_shipped(root, p)
+    recorded, dvc_file = recorded_md5(root), (root / DVC_FILE).read_bytes()
+    missing = VersioningError(
+        f"data/ differs from the version in {DVC_FILE} ({recorded}) and that version is in no DVC cache "
+        "or reachable remote; run `dvc pull` with access to the remote that holds it"
+    )
     if not is_in_sync(root):
-        raise VersioningError(
-            f"data/ differs from the version in {DVC_FILE} ({recorded_md5(root)}) and that version is in no DVC cache "
-            "or reachable remote; run `dvc pull` with access to the remote that holds it"
-        )
+        raise missing
     with _repo(root) as repo:
         repo.commit(DVC_FILE, force=True)  # fill the cache; the hash is unchanged
+    if recorded_md5(root) != recorded:  # with no cache DVC cannot compare: the commit hashed something else
+        (root / DVC_FILE).write_bytes(dvc_file)
+        raise missing
     _push(root, p, log)
     log("data/ bootstrapped from the shipped copy")
     return current_version(root)
@@ -194,22 +208,66 @@ def add_and_push(root: Path, p: DataParams, message: str, log=print, git_commit:
 def add_batch(root: Path, p: DataParams, batch_csv: Path, name: str, log=print, git_commit: bool = True) -> DataVersion:
     """Place an already validated batch under data/batches and version it. On any failure data/ and
     data.dvc go back to exactly what they were before (not to git's HEAD: after a training run
-    data.dvc is usually newer than the last commit), so no half-added batch remains."""
+    data.dvc is usually newer than the last commit), so no half-added batch remains. A failure that is
+    not finsent's own (a full disk, a read-only folder, DVC) is a ``VersioningError`` saying so."""
     root = Path(root)
     target = root / p.data_dir / p.batches_dir / f"{name}.csv"
     if target.exists():
         raise VersioningError(f"a batch named {name!r} is already versioned at {target}")
-    target.parent.mkdir(parents=True, exist_ok=True)
     dvc_path = root / DVC_FILE
     previous = dvc_path.read_bytes() if dvc_path.is_file() else None
-    shutil.copy2(batch_csv, target)
+    copied = False
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        copied = True  # from here on a partial copy may exist: it goes on failure
+        shutil.copy2(batch_csv, target)
         return add_and_push(root, p, message=f"add batch {name}", log=log, git_commit=git_commit)
-    except BaseException:
-        target.unlink(missing_ok=True)
+    except BaseException as exc:
+        if copied:
+            target.unlink(missing_ok=True)
         if previous is not None and dvc_path.read_bytes() != previous:
             dvc_path.write_bytes(previous)
-        raise
+        if isinstance(exc, FinsentError) or not isinstance(exc, Exception):
+            raise
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else f"{type(exc).__name__}: {exc}"
+        raise VersioningError(f"batch {name!r} could not be versioned ({reason}); data/ and {DVC_FILE} are as they were") from exc
+
+
+@contextlib.contextmanager
+def data_lock(root: Path, timeout_s: float = 600):
+    """One change of the data version at a time in a project: two at once would each put back, on
+    failure, the data.dvc they read before the other's change, and so undo it."""
+    from filelock import FileLock, Timeout
+
+    if not (Path(root) / ".dvc").is_dir():
+        raise VersioningError(f"{root} is not a DVC repository (no .dvc folder): restore it from git, or run `dvc init`")
+    path = Path(root) / ".dvc" / "tmp" / "finsent-data.lock"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(path), timeout=timeout_s)
+        lock.acquire()
+    except Timeout as exc:
+        raise VersioningError(f"another command has been changing the data version for over {timeout_s:.0f} s ({path})") from exc
+    except OSError as exc:
+        raise VersioningError(f"cannot take the data lock {path}: {exc.strerror or exc}") from exc
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def unversioned_files(root: Path, p: DataParams) -> list[str]:
+    """What under data/ differs from the recorded version ([] when data/ is in sync): files added or
+    removed by name, else the whole folder."""
+    root = Path(root)
+    if is_in_sync(root):
+        return []
+    data = root / p.data_dir
+    recorded = recorded_files(root) or {}
+    present = {f.relative_to(data).as_posix() for f in data.rglob("*") if f.is_file()}
+    named = [f"{name} (not versioned)" for name in sorted(present - set(recorded))]
+    named += [f"{name} (missing)" for name in sorted(set(recorded) - present)]
+    return named or [f"{p.data_dir}/ (files changed)"]
 
 
 MD5_DIR = re.compile(r"[0-9a-f]{32}\.dir")
@@ -294,10 +352,16 @@ def _missing_from_cache(repo) -> bool:
 
 
 def quarantine(src: Path, quarantine_dir: Path, report_json: str) -> Path:
-    """Keep a rejected batch, and why, outside the versioned data."""
-    quarantine_dir.mkdir(parents=True, exist_ok=True)
-    stamp = tempfile.mkdtemp(prefix=f"{src.stem}-", dir=quarantine_dir)
-    kept = Path(stamp) / src.name
-    shutil.copy2(src, kept)
-    (Path(stamp) / "validation_report.json").write_text(report_json)
+    """Keep a rejected batch, and why, outside the versioned data (whole, or not at all)."""
+    stamp = None
+    try:
+        quarantine_dir.mkdir(parents=True, exist_ok=True)
+        stamp = Path(tempfile.mkdtemp(prefix=f"{src.stem}-", dir=quarantine_dir))
+        kept = stamp / src.name
+        shutil.copy2(src, kept)
+        (stamp / "validation_report.json").write_text(report_json)
+    except OSError as exc:
+        if stamp is not None:
+            shutil.rmtree(stamp, ignore_errors=True)
+        raise VersioningError(f"{src.name} failed validation, and cannot be kept in {quarantine_dir} ({exc.strerror or exc})") from exc
     return kept

@@ -401,8 +401,7 @@ def _performance(
 
 def save_report(result: DriftResult, out_dir: str | Path) -> dict[str, str]:
     """Write the report(s) as self-contained HTML and JSON, and the verdict; returns the paths."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = files.ensure_dir(out_dir)
     paths: dict[str, str] = {}
     reports = {"drift": result.report, "performance": result.performance_report}
     for name, snapshot in reports.items():

@@ -144,6 +144,7 @@ def check_drift(p: Params, root: Path, champion: Champion, current: pd.DataFrame
 
 def drift_check_file(p: Params, root: Path, client, champion: Champion, file: Path, out_dir: Path) -> dict:
     """``finsent monitor drift``: one file scored (not stored) and checked; the verdict logged to MLflow."""
+    files.ensure_dir(out_dir)  # a report that cannot be written fails before the work, not after
     news = batch.read_batch(file, p.monitor)
     current = batch.score_frame(champion.scorer, news.frame)
     try:
@@ -170,6 +171,8 @@ def monitor_window(
     p: Params, root: Path, client, champion: Champion, engine: Engine, files_to_score: Sequence[Path], *, log=print, flow_run_id: str = ""
 ) -> MonitoringSummary:
     """Score the files, then drift, index, history, decision and the MLflow run of the window."""
+    for file in files_to_score:  # a file that cannot be scored fails the window before any file is stored
+        batch.read_batch(file, p.monitor)
     out_dir = Layout.of(root, p).new_monitoring_dir()
     scored = []
     for file in files_to_score:

@@ -21,13 +21,18 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Engine
 
-from finsent import files
+from finsent import files, utc
 from finsent.config import MonitorParams
+from finsent.errors import FinsentError
 from finsent.monitoring.store import read_predictions
 from finsent.vocabulary import LABELS
 
 _BEARISH, _BULLISH, _NEUTRAL = (LABELS.index(name) for name in ("bearish", "bullish", "neutral"))
 INDEX_COLUMNS = ("ticker", "day", "count", "bullish", "bearish", "neutral", "net_sentiment")
+
+
+class IndexWindowError(FinsentError, ValueError):
+    """The requested window holds no time at all (its start is not before its end)."""
 
 
 @dataclass(frozen=True)
@@ -240,13 +245,19 @@ def run(
     plot_format: str | None = None,
 ) -> IndexSummary:
     """Read predictions in ``[start, end)``, write ``sentiment_index.json`` and the plot, return the alerts."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    bounds = {what: utc.aware(v) if isinstance(v, datetime) else utc.parse(v, what) for what, v in (("start", start), ("end", end)) if v}
+    if len(bounds) == 2 and bounds["start"] >= bounds["end"]:
+        raise IndexWindowError(f"the window is empty: start {start} is not before end {end} (end is exclusive)")
+    out_dir = files.ensure_dir(out_dir)
     predictions = read_predictions(engine, start, end)
     index = daily_index(predictions, p.index_from)
     alerts = find_alerts(index, p)
     fmt = plot_format or p.plot_format
-    plot_path = plot_index(index, alerts, out_dir / f"sentiment_index.{fmt}", p.plot_max_tickers) if not index.empty else None
+    plot_path = None
+    if not index.empty:
+        with files.atomic_path(out_dir / f"sentiment_index.{fmt}") as tmp:  # a full disk leaves no half plot
+            plot_index(index, alerts, tmp, p.plot_max_tickers)
+        plot_path = out_dir / f"sentiment_index.{fmt}"
     payload = {
         "index_from": p.index_from,
         "alert_baseline": p.alert_baseline,

@@ -44,7 +44,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from finsent import utc
 from finsent.config import MonitorParams
 from finsent.errors import FinsentError
-from finsent.paths import resolve_url, shown_url
+from finsent.paths import resolve_url, shown_url, sqlite_path
 from finsent.vocabulary import LABELS, PROBABILITY_COLUMNS
 
 metadata = MetaData()
@@ -168,10 +168,13 @@ def make_engine(url: str) -> Engine:
     try:
         parsed = make_url(url)
         sqlite = parsed.get_backend_name() == "sqlite"
-        if sqlite and parsed.database not in (None, "", ":memory:"):
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        db_file = sqlite_path(url)
+        if sqlite and db_file is not None:
+            db_file.parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S} if sqlite else {})
         metadata.create_all(engine)
+    except ImportError as exc:  # the URL's database driver (psycopg2 comes with the `scale` extra)
+        raise StoreUnusable(f"predictions store {shown_url(url)} cannot be used: no driver for it is installed ({exc})") from exc
     except (SQLAlchemyError, OSError, ValueError) as exc:
         raise unusable(url, exc) from exc
     return engine

@@ -20,6 +20,7 @@ from finsent import tracking
 from finsent.config import Params
 from finsent.data.frames import read_dataset
 from finsent.data.versioning import DataVersion
+from finsent.errors import FinsentError
 from finsent.evaluation.behaviour import BEHAVIOUR_FILE, BehaviourResult
 from finsent.paths import RunLayout
 from finsent.registry import pyfunc, versions
@@ -39,13 +40,18 @@ def audit_experiment(p: Params) -> str:
 
 
 def with_retries(write, *args, attempts: int = WRITE_ATTEMPTS, wait_s: float = 0.5):
-    """Repeat an idempotent registry write (alias, tag) while a concurrent writer holds SQLite's lock."""
+    """Repeat an idempotent registry write (alias, tag) while a concurrent writer holds SQLite's lock. A
+    write the store refuses (full disk, read-only, still locked) is ``StoreUnavailable``: the write
+    did not happen."""
     for attempt in range(attempts):
         try:
             return write(*args)
-        except Exception as exc:  # noqa: BLE001 - only the lock is retried; anything else is re-raised
+        except FinsentError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - only the lock is retried; anything else is reported
             if "database is locked" not in str(exc) or attempt == attempts - 1:
-                raise
+                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise tracking.StoreUnavailable(f"the MLflow store refused a write ({reason})") from exc
             time.sleep(wait_s * (attempt + 1))
 
 
