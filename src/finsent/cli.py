@@ -123,7 +123,10 @@ def cmd_stage(args: argparse.Namespace) -> None:
         from finsent import files
         from finsent.data import versioning
         from finsent.registry import register
+        from finsent.tracking import RegistryError
 
+        if not run.validation.is_file():
+            raise RegistryError(f"{run.validation}: file not found; run `finsent stage validate` first")
         validation = json.loads(run.validation.read_text())
         summary = register.run(p, root, run.train_dir, run.eval_dir, run.prepared.eval, versioning.current_version(root), validation)
         files.write_json(run.registration, asdict(summary))
@@ -142,6 +145,8 @@ def texts_to_score(args: argparse.Namespace) -> list[str]:
             texts = [line.rstrip("\n") for line in sys.stdin if visible(line)]
         except OSError:  # no readable standard input
             texts = []
+        except UnicodeDecodeError as exc:
+            raise DataError(f"standard input is not UTF-8 text (byte {exc.start}); nothing scored") from exc
     if not texts:
         raise DataError("no text to score: give texts as arguments, or one per line on standard input")
     empty = [str(i + 1) for i, text in enumerate(texts) if not visible(text)]

@@ -24,15 +24,7 @@ pytestmark = pytest.mark.integration
         ("augment", "train.csv: file not found"),
         ("train", "train.csv: file not found"),
         ("evaluate", "eval.csv: file not found"),
-        pytest.param(
-            "register",
-            "validation.json",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="defect in src/finsent/cli.py (cmd_stage): `stage register` reads artifacts/pipeline/validation.json "
-                "unchecked; when it is missing, FileNotFoundError escapes as a traceback with exit code 1",
-            ),
-        ),
+        ("register", "validation.json: file not found"),
     ],
 )
 def test_a_stage_without_its_inputs_is_named(shared_cli, stage, says):

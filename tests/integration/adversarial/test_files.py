@@ -106,16 +106,7 @@ def test_monitor_run_refuses_a_bad_file_and_records_no_window(cli, tmp_path, kin
     [
         pytest.param(b"", "no text to score", id="empty"),
         pytest.param(b"\n   \n\t\n", "no text to score", id="blank-lines"),
-        pytest.param(
-            b"Acme soars\n\xff\xfe broken bytes\n",
-            "UTF-8",
-            id="not-utf-8",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="defect in src/finsent/cli.py (texts_to_score): a UnicodeDecodeError reading standard input "
-                "escapes as a traceback with exit code 1 (only OSError is caught)",
-            ),
-        ),
+        pytest.param(b"Acme soars\n\xff\xfe broken bytes\n", "UTF-8", id="not-utf-8"),
     ],
 )
 def test_predict_refuses_bad_standard_input_before_loading_a_model(shared_cli, monkeypatch, stdin, says):
