@@ -138,7 +138,9 @@ class TrainParams:
         if self.batch_size < 1 or self.max_length < 8 or self.epochs <= 0:
             raise ConfigError("train: batch_size >= 1, max_length >= 8 and epochs > 0 are required")
         if self.learning_rate < 0 or self.weight_decay < 0 or self.grad_clip <= 0 or self.checkpoint_every_minutes < 0:
-            raise ConfigError("train: learning_rate >= 0 (0: no learning), weight_decay >= 0, grad_clip > 0 and checkpoint_every_minutes >= 0 are required")
+            raise ConfigError(
+                "train: learning_rate >= 0 (0: no learning), weight_decay >= 0, grad_clip > 0 and checkpoint_every_minutes >= 0 are required"
+            )
         if not 0.0 <= self.warmup_fraction < 1.0:
             raise ConfigError(f"train.warmup_fraction must be in [0, 1), not {self.warmup_fraction}")
         if not DEVICE.fullmatch(self.device):
