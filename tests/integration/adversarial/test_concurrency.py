@@ -55,6 +55,7 @@ def test_the_same_batch_added_twice_at_once_is_added_once(untrained, batch, tmp_
     assert (untrained / "data" / "batches" / "same.csv").is_file() and is_in_sync(untrained)
 
 
+@pytest.mark.slow  # beyond the list; the promotion lock has its own test (test_promotion_concurrency)
 def test_two_rollbacks_at_once_roll_back_once(promoted, tmp_path):
     before = Snapshot.take(promoted)
     assert before.champion == "2"
