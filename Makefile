@@ -21,7 +21,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export DVC_NO_ANALYTICS ?= 1
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: install lock run tune check test test-fast repro serve clean
+.PHONY: install lock run tune check test test-fast repro serve api dashboard ui clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -53,15 +53,32 @@ check: install
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
+# Tests run in TEST_WORKERS processes (pytest-xdist): most wait on subprocesses and servers, so two
+# workers on a 2-core machine take about 40% less time than one.
+TEST_WORKERS ?= 2
+
 test: check
-	$(BIN)/pytest -q --durations=15
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --durations=15
 
 # Unit, data and model tests without servers or whole flows (tests/integration and slow ones skipped).
 test-fast: check
-	$(BIN)/pytest -q -m "not slow and not integration"
+	$(BIN)/pytest -q -n $(TEST_WORKERS) -m "not slow and not integration"
 
 serve: install
 	$(BIN)/finsent serve
+
+# The live service on service.host:service.port (docs at /docs); it follows the registry's champion.
+api: install
+	$(BIN)/finsent api
+
+# Evidently's UI on the model-health workspace (workspace.host:workspace.port unless UI_HOST / UI_PORT
+# say otherwise, e.g. make ui UI_HOST=0.0.0.0 UI_PORT=9000); it prints where the MLflow and Prefect UIs are.
+ui: install
+	$(BIN)/finsent ui $(if $(UI_HOST),--host $(UI_HOST)) $(if $(UI_PORT),--port $(UI_PORT))
+
+# The analysts' page over the predictions store, on http://127.0.0.1:8050/ (DASHBOARD_ARGS="--port 9000").
+dashboard: install
+	$(BIN)/finsent dashboard $(DASHBOARD_ARGS)
 
 # data/ first (a fresh clone has only data.dvc): DVC will not start a stage whose dependency is missing.
 repro: install

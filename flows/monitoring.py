@@ -7,6 +7,10 @@ The retrain flow adds the labelled rows of scored batches as a new data version 
 never promotes anything. The nightly deployment runs the retrain flow; the hourly one runs monitoring
 on the inbox folder (see flows/serve.py).
 
+Each monitored window is published to Prefect's UI (artifact ``finsent-monitoring``: rows scored and
+skipped per file, drift signals, alerts, the retrain decision); a report that cannot be published never
+fails the run.
+
 Tasks take loaded models and database engines, which are not worth hashing: they do not cache.
 """
 
@@ -20,10 +24,11 @@ from prefect.cache_policies import NO_CACHE
 
 from finsent import files, tracking
 from finsent.config import Params, load_params, replace
-from finsent.monitoring import history, labels, run
+from finsent.monitoring import history, labels, markdown, run
 from finsent.monitoring.champion import Champion
 from finsent.monitoring.store import open_store
 from finsent.paths import Layout
+from flows import artifacts
 from flows.training import training_flow
 
 
@@ -61,6 +66,12 @@ def load_champion(params: Params, root: Path, client) -> Champion:
 @task(cache_policy=NO_CACHE)
 def monitor_window(params: Params, root: Path, client, champion: Champion, engine, files_to_score: list[Path]) -> run.MonitoringSummary:
     return run.monitor_window(params, root, client, champion, engine, files_to_score, flow_run_id=flow_run_id())
+
+
+# Never fails the flow: a report that cannot be built or sent is logged (flows/artifacts.py).
+@task(cache_policy=NO_CACHE)
+def publish_report(summary: run.MonitoringSummary) -> None:
+    artifacts.publish_markdown(artifacts.MONITORING, lambda: markdown.monitoring_markdown(summary), lambda: summary.message)
 
 
 @task(cache_policy=NO_CACHE)
@@ -130,6 +141,7 @@ def monitoring_flow(
     client = connect_tracking(params, project)
     champion = load_champion(params, project, client)
     summary = monitor_window(params, project, client, champion, work.engine, work.files)
+    publish_report(summary)
     if not (summary.should_retrain and retrain):
         return summary
     try:

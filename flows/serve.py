@@ -26,7 +26,7 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import httpx
 
@@ -48,6 +48,11 @@ def port_in_use(host: str, port: int) -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
+def ui_host(host: str) -> str:
+    """The host a browser should call: a server bound to every address is reached at this machine's name."""
+    return socket.gethostname() if host in ("0.0.0.0", "::") else host
+
+
 def start_server(host: str, port: int, *, env: dict[str, str] | None = None, log: IO | None = None) -> subprocess.Popen:
     """``prefect server start`` in its own process group (so that stopping it stops its workers too)."""
     if port_in_use(host, port):
@@ -55,7 +60,16 @@ def start_server(host: str, port: int, *, env: dict[str, str] | None = None, log
         raise ServerError(f"{host}:{port} is already in use: another server? Use --no-server with PREFECT_API_URL, or --port")
     prefect = Path(sys.executable).with_name("prefect")
     command = [str(prefect)] if prefect.is_file() else [sys.executable, "-m", "prefect"]
-    environment = {**os.environ, **(env or {}), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    # The UI calls the API at PREFECT_UI_API_URL, which otherwise comes from PREFECT_API_URL or the default
+    # port 4200, not from --port: on another port every page said "Can't connect to Server API".
+    environment = {
+        **os.environ,
+        **(env or {}),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_SERVER_API_HOST": host,
+        "PREFECT_SERVER_API_PORT": str(port),
+        "PREFECT_UI_API_URL": api_url(ui_host(host), port),
+    }
     return subprocess.Popen(
         [*command, "server", "start", "--host", host, "--port", str(port)],
         env=environment,
@@ -153,9 +167,10 @@ def ensure_process_pool(client, name: str) -> str:
             return client.read_work_pool(name).type
 
 
-def deploy_to_pool(params: Params, params_path: str, root: str | Path, pool: str | None = None) -> list[str]:
+def deploy_to_pool(params: Params, params_path: str, root: str | Path, pool: str | None = None) -> dict[str, Any]:
     """Register both deployments on work pool ``pool`` (default ``schedule.work_pool``) of the server
-    that ``PREFECT_API_URL`` names, and return their ids. Runs start only when a worker polls the pool."""
+    that ``PREFECT_API_URL`` names, and say where they are and how to run them. Runs start only when a
+    worker polls the pool."""
     import prefect
     from prefect.client.orchestration import get_client
 
@@ -171,8 +186,13 @@ def deploy_to_pool(params: Params, params_path: str, root: str | Path, pool: str
     job_variables = {"working_dir": str(root)} if pool_type == "process" else None
     deployments = build_deployments(params, params_path, root, job_variables)
     ids = prefect.deploy(*deployments, work_pool_name=pool, build=False, push=False, print_next_steps_message=False, ignore_warnings=True)
-    print(f"{len(ids)} deployments on work pool {pool!r} ({pool_type}) at {url}; start a worker with: prefect worker start --pool {pool}")
-    return [str(i) for i in ids]
+    return {
+        "deployments": [str(i) for i in ids],
+        "work_pool": pool,
+        "pool_type": pool_type,
+        "api_url": url,
+        "worker_command": f"prefect worker start --pool {pool}",
+    }
 
 
 def _exit_on_sigterm(signum, frame) -> None:

@@ -7,6 +7,9 @@ version is taken right after validation.
 Each task calls one library stage; retries sit only on the I/O that can fail transiently and is safe
 to repeat (reaching the tracking store, DVC pulls and pushes). Registration is not retried: a repeat
 could register a second version.
+
+The run ends by publishing its report to Prefect's UI (artifact ``finsent-training``: the test metrics,
+the gate's decision with every reason, the MLflow run); a report that cannot be published never fails it.
 """
 
 from __future__ import annotations
@@ -14,15 +17,18 @@ from __future__ import annotations
 from pathlib import Path
 
 from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
 
 from finsent import augment, tracking
 from finsent.config import Params, load_params, replace
 from finsent.data import prepare, validate, versioning
 from finsent.evaluation import evaluate
+from finsent.monitoring import alerts
 from finsent.paths import Layout, RunLayout
-from finsent.registry import register
+from finsent.registry import markdown, register
 from finsent.registry.versions import RegistrationSummary
 from finsent.training import train
+from flows import artifacts
 
 
 @task(retries=2, retry_delay_seconds=5)
@@ -93,6 +99,23 @@ def register_model(
     )
 
 
+# Not retried and not cached: it posts to webhooks; it never fails (a refused version's alert is logged
+# when the store or a webhook is down).
+@task(cache_policy=NO_CACHE)
+def alert_if_refused(params: Params, root: Path, registration: RegistrationSummary) -> str | None:
+    return alerts.alert_on_registration(params, root, registration)
+
+
+# Never fails the flow: a report that cannot be built or sent is logged (flows/artifacts.py).
+@task(cache_policy=NO_CACHE)
+def publish_report(params: Params, root: Path, run: RunLayout, registration: RegistrationSummary) -> None:
+    artifacts.publish_markdown(
+        artifacts.TRAINING,
+        lambda: markdown.training_report(run, registration, tracking.resolve_tracking_uri(params.register, root)),
+        lambda: markdown.training_headline(registration),
+    )
+
+
 @flow(name="finsent-training", log_prints=True)
 def training_flow(params_path: str = "params.yaml", root: str = ".", overrides: dict | None = None) -> RegistrationSummary:
     project = Path(root).resolve()
@@ -106,7 +129,10 @@ def training_flow(params_path: str = "params.yaml", root: str = ".", overrides: 
     augmented = augment_data(params, prepared, run)
     trained = train_model(params, augmented, prepared, run)
     evaluate_model(params, trained, prepared, run)
-    return register_model(params, project, run, prepared, data_version, validation, augmented)
+    registration = register_model(params, project, run, prepared, data_version, validation, augmented)
+    alert_if_refused(params, project, registration)
+    publish_report(params, project, run, registration)
+    return registration
 
 
 if __name__ == "__main__":

@@ -310,6 +310,19 @@ def cmd_monitor_run(args: argparse.Namespace) -> None:
         emit(summary.to_dict())
 
 
+def cmd_alerts(args: argparse.Namespace) -> None:
+    """The alert log (newest first, with each webhook delivery), or one delivery round of the pending ones."""
+    from finsent.monitoring import alerts, webhooks
+    from finsent.monitoring.store import open_store
+
+    root, p = load(args)
+    engine = open_store(p.monitor, root)
+    if args.alerts_command == "deliver":
+        emit(webhooks.deliver_pending(engine, p.alerts))
+    else:
+        emit(alerts.read_alerts(engine, kind=args.kind, ticker=args.ticker, since=args.since, limit=args.limit))
+
+
 def cmd_serve(args: argparse.Namespace) -> None:
     """Start a Prefect server and serve the nightly-retrain and hourly-monitor deployments (blocks)."""
     from flows.serve import serve
@@ -318,12 +331,56 @@ def cmd_serve(args: argparse.Namespace) -> None:
     serve(args.params, root, host=args.host, port=args.port, start=not args.no_server)
 
 
+def cmd_api(args: argparse.Namespace) -> None:
+    """The live service: scoring, news ingest, index and alerts over HTTP, following the champion (blocks)."""
+    from finsent.service.server import serve
+
+    root, p = load(args)
+    serve(p, root, host=args.host, port=args.port, allow_no_token=args.allow_no_token)
+
+
+def cmd_dashboard(args: argparse.Namespace) -> None:
+    """The analysts' page over the predictions store: index, volume, alerts, headlines (blocks)."""
+    from finsent.dashboard.server import serve
+
+    def ready(info: dict[str, Any]) -> None:  # the URL on stdout at once, for scripts (port 0: a free one)
+        emit(info)
+        (RESULTS.get() or sys.stdout).flush()
+
+    root, p = load(args)
+    serve(p, root, host=args.host, port=args.port, path_prefix=args.path_prefix, ready=ready)
+
+
 def cmd_deploy(args: argparse.Namespace) -> None:
     """Register the two deployments on a work pool of the server that PREFECT_API_URL names."""
     from flows.serve import deploy_to_pool
 
     root, params = load(args)
-    deploy_to_pool(params, args.params, root, pool=args.pool)
+    emit(deploy_to_pool(params, args.params, root, pool=args.pool))
+
+
+def cmd_ui(args: argparse.Namespace) -> None:
+    """Evidently's UI on the model-health workspace (blocks); the URLs, with the MLflow and Prefect UIs', as JSON once it answers."""
+    from finsent.monitoring import workspace
+
+    root, p = load(args)
+
+    def ready(info: dict) -> None:
+        emit(info)
+        (RESULTS.get() or sys.stdout).flush()  # the JSON is read while the service runs
+
+    code = workspace.serve_ui(p, root, host=args.host, port=args.port, on_ready=ready)
+    if code:
+        raise SystemExit(code)
+
+
+def cmd_monitor_backfill_ui(args: argparse.Namespace) -> None:
+    """Add the monitoring windows on disk that the Evidently workspace lacks (each window once)."""
+    from finsent.monitoring import workspace
+
+    root, p = load(args)
+    summary = workspace.backfill(p, root)
+    emit({**asdict(summary), "snapshots_added": summary.snapshots_added})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -395,16 +452,47 @@ def build_parser() -> argparse.ArgumentParser:
     mrun.add_argument("--no-retrain", action="store_true", help="report the retrain decision without acting on it")
     mrun.add_argument("--no-git-commit", action="store_true", help="do not commit data.dvc when labels are added")
     mrun.set_defaults(func=cmd_monitor_run)
+    mon.add_parser(
+        "backfill-ui", help="add the monitoring windows on disk to the Evidently workspace of `finsent ui` (each window once)"
+    ).set_defaults(func=cmd_monitor_backfill_ui)
+    alerts_cmd = sub.add_parser("alerts", help="sentiment, drift and promotion alerts, and their webhook deliveries").add_subparsers(
+        dest="alerts_command", required=True
+    )
+    alerts_list = alerts_cmd.add_parser("list", help="recorded alerts, newest first, with each webhook's delivery status")
+    alerts_list.add_argument("--kind", help="sentiment | drift | promotion (default: all)")
+    alerts_list.add_argument("--ticker", help="only the sentiment alerts of this ticker")
+    alerts_list.add_argument("--since", help="recorded at or after this ISO 8601 time (UTC)")
+    alerts_list.add_argument("--limit", type=int, default=100)
+    alerts_list.set_defaults(func=cmd_alerts)
+    alerts_cmd.add_parser("deliver", help="post the pending deliveries that are due now (retried webhooks)").set_defaults(func=cmd_alerts)
     serve_cmd = sub.add_parser("serve", help="start a Prefect server and serve the nightly-retrain and hourly-monitor deployments")
     serve_cmd.add_argument("--host", default=None, help="server host (default schedule.server_host)")
     serve_cmd.add_argument("--port", type=int, default=None, help="server port (default schedule.server_port)")
     serve_cmd.add_argument("--no-server", action="store_true", help="use the running server named by PREFECT_API_URL")
     serve_cmd.set_defaults(func=cmd_serve)
+    api_cmd = sub.add_parser(
+        "api", help="the live HTTP service: /v1/predict, /v1/news, /v1/index, /v1/alerts, /metrics (follows the champion)"
+    )
+    api_cmd.add_argument("--host", default=None, help="address to bind (default service.host, 127.0.0.1)")
+    api_cmd.add_argument("--port", type=int, default=None, help="port (default service.port)")
+    api_cmd.add_argument(
+        "--allow-no-token", action="store_true", help="bind beyond loopback without a write token (behind an authenticating gateway)"
+    )
+    api_cmd.set_defaults(func=cmd_api)
+    dash_cmd = sub.add_parser("dashboard", help="the analysts' page: sentiment index, volume, alerts and the headlines behind them")
+    dash_cmd.add_argument("--host", default=None, help="address to bind (default 127.0.0.1)")
+    dash_cmd.add_argument("--port", type=int, default=None, help="port (default 8050; 0 picks a free one)")
+    dash_cmd.add_argument("--path-prefix", default="/", help="the path the page is reached under behind a proxy (default /)")
+    dash_cmd.set_defaults(func=cmd_dashboard)
     deploy_cmd = sub.add_parser(
         "deploy", help="register both deployments on a work pool of the server at PREFECT_API_URL (workers run them)"
     )
     deploy_cmd.add_argument("--pool", default=None, help="work pool (default schedule.work_pool; created as a process pool if missing)")
     deploy_cmd.set_defaults(func=cmd_deploy)
+    ui_cmd = sub.add_parser("ui", help="Evidently's UI: model health over monitoring windows (and where the MLflow and Prefect UIs are)")
+    ui_cmd.add_argument("--host", default=None, help="address to bind (default workspace.host, 127.0.0.1)")
+    ui_cmd.add_argument("--port", type=int, default=None, help="port (default workspace.port)")
+    ui_cmd.set_defaults(func=cmd_ui)
     return parser
 
 

@@ -345,6 +345,32 @@ class RetrainPolicyParams:
             raise ConfigError(f"retrain.new_labels_trigger_rows must be >= 1 or null (never), not {self.new_labels_trigger_rows}")
 
 
+@dataclass(frozen=True)
+class WorkspaceParams:
+    """Model health in Evidently's UI (finsent.monitoring.workspace): each monitoring window's reports go
+    to an Evidently workspace, into one project per registered model (named after ``register.model_name``),
+    whose dashboard plots drift, class shares, rows and accuracy window by window. ``finsent ui`` serves it."""
+
+    # "": <artifacts_dir>/evidently; a folder (relative to the project root); or the http(s) URL of a running
+    # `evidently ui` service (a RemoteWorkspace; EVIDENTLY_SECRET in the environment is its write secret).
+    location: str = ""
+    record_windows: bool = True  # each monitoring window adds its snapshots; a failure is logged and the window stands
+    full_reports: bool = True  # the window's drift and performance reports too (0.3-1 MB each), not only the plotted numbers
+    host: str = "127.0.0.1"  # `finsent ui` (make ui): where the Evidently UI listens
+    port: int = 8001
+    start_timeout_s: float = 180.0  # `finsent ui` waits this long for the Evidently service to answer
+
+    def __post_init__(self) -> None:
+        if "://" in self.location and not re.match(r"^https?://[^\s/]+", self.location):
+            raise ConfigError(f"workspace.location must be a folder or an http(s) URL, not {_shown(self.location)}")
+        if not 0 < self.port < 65536:
+            raise ConfigError(f"workspace.port must be a TCP port, not {self.port}")
+        if not self.host.strip():
+            raise ConfigError("workspace.host must name an address to bind, e.g. 127.0.0.1")
+        if self.start_timeout_s <= 0:
+            raise ConfigError(f"workspace.start_timeout_s must be > 0, not {self.start_timeout_s}")
+
+
 AUGMENTERS: tuple[str, ...] = (
     "ticker_swap",
     "company_swap",
@@ -486,6 +512,89 @@ def check_search_space(space: dict[str, Any]) -> None:
                 raise ConfigError(f"tune.search_space.{key}: {value!r} is not a valid train.{key} ({exc})") from exc
 
 
+ALERT_EVENTS: tuple[str, ...] = ("sentiment", "drift", "promotion")
+WEBHOOK_FORMATS: tuple[str, ...] = ("json", "slack")
+
+
+@dataclass(frozen=True)
+class ServiceParams:
+    """``finsent api``: the live scoring service (finsent.service). Limits answer 413 or 422 past them;
+    the per-text character limit is ``monitor.max_text_chars``, the same as for batch files."""
+
+    host: str = "127.0.0.1"  # loopback unless told otherwise; see token_env
+    port: int = 8000
+    # Texts per forward pass, merged from concurrent requests. MiniLM on this project's 2 CPU cores, idle,
+    # texts/s by pass size: 40 at 1, 79 at 4, 87 at 8, 81 at 16, 65 at 32 (bigger passes lose cache locality).
+    max_batch_size: int = 16
+    max_wait_ms: float = 2.0  # the first text of a batch waits at most this long for others
+    max_queue_texts: int = 4096  # texts waiting to be scored; past it the service answers 503 with Retry-After
+    retry_after_s: int = 1
+    max_texts_per_request: int = 256
+    max_body_bytes: int = 1_048_576  # a larger request body is refused with 413 before it is parsed
+    poll_s: float = 10.0  # how often the registry's champion alias is checked
+    token_env: str = "FINSENT_API_TOKEN"  # when this variable is set, /v1/news needs "Authorization: Bearer <it>"
+    torch_threads: int = 0  # intra-op threads for scoring; 0: torch's default (one per core)
+
+    def __post_init__(self) -> None:
+        if not 0 < self.port < 65536:
+            raise ConfigError(f"service.port must be a TCP port, not {self.port}")
+        counts = ("max_batch_size", "max_queue_texts", "max_texts_per_request", "max_body_bytes", "retry_after_s")
+        low = [f"service.{name}" for name in counts if getattr(self, name) < 1]
+        if low:
+            raise ConfigError(f"{', '.join(low)} must be >= 1")
+        if self.max_queue_texts < self.max_texts_per_request:
+            raise ConfigError("service.max_queue_texts must be >= service.max_texts_per_request (a full request must fit)")
+        if self.max_wait_ms < 0 or self.poll_s <= 0 or self.torch_threads < 0:
+            raise ConfigError("service.max_wait_ms and torch_threads must be >= 0 and service.poll_s > 0")
+        if not self.host.strip():
+            raise ConfigError("service.host must name an address to bind, e.g. 127.0.0.1")
+
+
+@dataclass(frozen=True)
+class WebhookParams:
+    """One place alerts are posted to: a generic JSON body, or Slack's ``{"text": ...}``."""
+
+    url: str
+    name: str = ""  # how the delivery log names it; default: the URL's host and path
+    format: str = "json"  # json | slack
+    events: list[str] = field(default_factory=lambda: list(ALERT_EVENTS))  # which alert kinds it receives
+    token_env: str = ""  # an environment variable holding a bearer token for it; "" for none
+
+    def __post_init__(self) -> None:
+        if not re.match(r"^https?://[^\s/]+", self.url):
+            raise ConfigError(f"alerts.webhooks: url must be an http(s) URL, not {_shown(self.url)}")
+        if self.format not in WEBHOOK_FORMATS:
+            raise ConfigError(f"alerts.webhooks ({self.url}): format must be one of {list(WEBHOOK_FORMATS)}, not {self.format!r}")
+        unknown = sorted(set(self.events) - set(ALERT_EVENTS))
+        if unknown or not self.events:
+            raise ConfigError(f"alerts.webhooks ({self.url}): events must be some of {list(ALERT_EVENTS)}, not {self.events}")
+
+    @property
+    def label(self) -> str:
+        return self.name or re.sub(r"^https?://", "", self.url).split("?")[0]
+
+
+@dataclass(frozen=True)
+class AlertParams:
+    """Where alerts go (finsent.monitoring.alerts): each is recorded in the store with one delivery per
+    webhook, in one transaction, then posted; a failed post stays pending and is retried until it lands."""
+
+    webhooks: list[WebhookParams] = field(default_factory=list)
+    attempts: int = 3  # tries per delivery round before the delivery waits for the next round
+    backoff_s: float = 0.5  # before the second try; doubled after each failure
+    timeout_s: float = 5.0  # per HTTP request
+    redeliver_every_s: float = 30.0  # how often the API service retries pending deliveries
+
+    def __post_init__(self) -> None:
+        if self.attempts < 1:
+            raise ConfigError("alerts.attempts must be >= 1")
+        if self.backoff_s < 0 or self.timeout_s <= 0 or self.redeliver_every_s <= 0:
+            raise ConfigError("alerts.backoff_s must be >= 0, alerts.timeout_s and redeliver_every_s > 0")
+        labels = [w.label for w in self.webhooks]
+        if len(set(labels)) != len(labels):
+            raise ConfigError(f"alerts.webhooks: each needs its own name (found {labels})")
+
+
 @dataclass(frozen=True)
 class TuneParams:
     """The hyper-parameter search (finsent.tune, flows/tuning.py): Optuna trials scored on the dev split."""
@@ -539,6 +648,9 @@ class Params:
     augment: AugmentParams = field(default_factory=AugmentParams)
     schedule: ScheduleParams = field(default_factory=ScheduleParams)
     tune: TuneParams = field(default_factory=TuneParams)
+    service: ServiceParams = field(default_factory=ServiceParams)
+    alerts: AlertParams = field(default_factory=AlertParams)
+    workspace: WorkspaceParams = field(default_factory=WorkspaceParams)
     artifacts_dir: str = "artifacts"
 
 
@@ -576,6 +688,8 @@ def _check_type(value: Any, annotation: Any, where: str) -> Any:
     if origin in (dict, list):
         if not isinstance(value, origin):
             raise ConfigError(f"{where}: expected a {origin.__name__}, got {_shown(value)}")
+        if origin is list and args and dataclasses.is_dataclass(args[0]):  # e.g. alerts.webhooks
+            return [from_dict(typing.cast(type, args[0]), item, f"{where}[{i}]") for i, item in enumerate(value)]
         return value
     if isinstance(annotation, type) and not isinstance(value, annotation):
         raise ConfigError(f"{where}: expected {annotation.__name__}, got {_shown(value)}")

@@ -179,6 +179,16 @@ class Layout:
     def index_dir(self) -> Path:
         return self.monitoring_dir / "index"
 
+    @property
+    def monitoring_windows(self) -> Path:
+        """One folder per monitoring window (``new_monitoring_dir()``), named by its start time."""
+        return self.monitoring_dir / "runs"
+
+    @property
+    def evidently_workspace(self) -> Path:
+        """The local Evidently workspace of ``finsent ui``, unless ``workspace.location`` names another."""
+        return self.artifacts / "evidently"
+
     def reference_dir(self, model_name: str, version: str) -> Path:
         """The champion's training rows and cached outputs: the drift reference."""
         return self.monitoring_dir / "reference" / f"{model_name}-v{version}"

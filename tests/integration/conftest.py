@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
 from testkit import local_services
+from testkit import registry_synthetic as rs
 
 
 @pytest.fixture(scope="session")
@@ -33,3 +33,14 @@ def s3():
             patch.setenv(key, value)
         with local_services.s3_server() as endpoint:
             yield endpoint
+
+
+@pytest.fixture
+def registered(project, tiny_model_dir, monkeypatch):
+    """The project with version 1 (right on 70% of the evaluation set) as champion."""
+    from finsent.data import versioning
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    versioning.ensure_data(project, rs.relaxed_params(project).data, log=lambda *_: None)
+    assert rs.register_synthetic(project, tiny_model_dir, 0.70).promoted
+    return project

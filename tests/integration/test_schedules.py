@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
 from flows.serve import ServerError, api_url, port_in_use, start_server, stop_process_group, wait_until_healthy
@@ -148,3 +149,19 @@ def test_stopping_finsent_serve_stops_its_server(served):
     os.killpg(process.pid, signal.SIGTERM)
     process.wait(timeout=90)
     wait_for(lambda: not port_in_use(HOST, served["port"]), 60, "the server's port to close")
+
+
+def test_the_ui_of_a_server_on_another_port_calls_its_own_api(tmp_path):
+    """The UI reads its API address from /api/ui-settings: it must be this server's, not port 4200's,
+    even when the environment names another server (a user's profile)."""
+    port = free_port()
+    env = prefect_env(tmp_path / "prefect-home", "http://127.0.0.1:4200/api")
+    env.pop("PREFECT_UI_API_URL", None)
+    process = start_server(HOST, port, env=env)
+    try:
+        wait_until_healthy(api_url(HOST, port), process, timeout_s=180)
+        settings = httpx.get(f"{api_url(HOST, port)}/ui-settings", timeout=10).json()
+        assert settings["api_url"] == api_url(HOST, port)
+        assert httpx.get(f"http://{HOST}:{port}/", timeout=10).status_code == 200  # the UI itself is served
+    finally:
+        stop_process_group(process, timeout_s=60)

@@ -23,6 +23,16 @@ def client_for(project):
     return MlflowClient(uri)
 
 
+def training_reports() -> list[str]:
+    """The markdown of every training report the flows published to Prefect (artifact key finsent-training)."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["finsent-training"])))
+    return [str(a.data) for a in found]
+
+
 def test_flow_registers_a_champion_with_its_data_version(project, tiny_model_dir, monkeypatch):
     from flows.training import training_flow
 
@@ -53,6 +63,16 @@ def test_flow_registers_a_champion_with_its_data_version(project, tiny_model_dir
     assert str(client.get_model_version_by_alias("finsent-sentiment", CHAMPION).version) == "1"
     assert str(client.get_model_version_by_alias("finsent-sentiment", CHALLENGER).version) == "2"
     assert any("paired_gain" in r for r in second.reasons)
+
+    # Each run published its report to Prefect's UI: the decision with every reason, the metrics, the MLflow run.
+    reports = training_reports()
+    first = next(r for r in reports if summary.run_id in r)
+    assert "Version 1 **promoted** to champion." in first and all(reason in first for reason in summary.reasons)
+    refused = next(r for r in reports if second.run_id in r)
+    assert "Version 2 **not promoted**: the champion stays 1." in refused
+    assert second.reasons and all(reason in refused for reason in second.reasons)
+    assert "| macro-F1 |" in refused and "| bearish |" in refused
+    assert f"#/experiments/{second.experiment_id}/runs/{second.run_id}" in refused and "mlflow ui --backend-store-uri sqlite:///" in refused
 
 
 def test_failing_batch_stops_the_flow_and_registers_nothing(project, tiny_model_dir, monkeypatch):

@@ -4,6 +4,7 @@ project folder. Server and worker run as subprocesses with their own PREFECT_HOM
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -60,7 +61,9 @@ def test_a_worker_runs_a_deployment_from_the_work_pool(server, tmp_path):
         env=server["env"], capture_output=True, text=True, timeout=180,
     )
     assert deployed.returncode == 0, deployed.stderr[-3000:]
-    assert f"prefect worker start --pool {POOL}" in deployed.stdout
+    result = json.loads(deployed.stdout)  # standard output is the JSON result alone
+    assert result["worker_command"] == f"prefect worker start --pool {POOL}"
+    assert len(result["deployments"]) == 2
 
     with temporary_settings(updates={PREFECT_API_URL: server["url"]}), get_client(sync_client=True) as client:
         assert client.read_work_pool(POOL).type == "process"  # created by the deploy

@@ -106,10 +106,10 @@ def test_an_unusable_store_url_is_a_clear_error(capsys, root, url):
 
 def test_a_store_locked_by_another_writer_waits_then_fails_clearly(root, monkeypatch):
     db = root / "locked.db"
+    monkeypatch.setattr(store, "SQLITE_BUSY_TIMEOUT_S", 0.2)  # before the engines: each takes it when made
     engine = store.make_engine(f"sqlite:///{db}")
     holder = sqlite3.connect(db)
     holder.execute("BEGIN EXCLUSIVE")
-    monkeypatch.setattr(store, "SQLITE_BUSY_TIMEOUT_S", 0.2)
     try:
         with pytest.raises(store.StoreUnusable, match="locked"):
             store.make_engine(f"sqlite:///{db}")

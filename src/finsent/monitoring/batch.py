@@ -46,6 +46,7 @@ class NewsBatch:
     rows_in: int
     skipped: dict[str, int] = field(default_factory=dict)  # reason -> rows
     examples: dict[str, list[int]] = field(default_factory=dict)  # reason -> first data-row numbers (1-based)
+    row_reasons: list[str | None] = field(default_factory=list)  # per input row: why it was skipped, None if kept
 
     @property
     def rows_skipped(self) -> int:
@@ -126,11 +127,14 @@ def check_batch(df: pd.DataFrame, p: MonitorParams, source: str = "batch") -> Ne
     }
     bad = np.zeros(rows_in, dtype=bool)
     skipped, examples = {}, {}
+    row_reasons: list[str | None] = [None] * rows_in
     for reason, mask in problems.items():  # a row is counted once, under its first problem
         first = mask & ~bad
         if first.any():
             skipped[reason] = int(first.sum())
             examples[reason] = (np.flatnonzero(first)[:5] + 1).tolist()
+            for row in np.flatnonzero(first):
+                row_reasons[row] = reason
         bad |= mask
 
     keep = ~bad
@@ -151,7 +155,7 @@ def check_batch(df: pd.DataFrame, p: MonitorParams, source: str = "batch") -> Ne
         "tickers",
         [",".join(extract_tickers(t, g, p.company_tickers, pattern)) for t, g in zip(out["text"], given[keep])],
     )
-    return NewsBatch(frame=out.reset_index(drop=True), rows_in=rows_in, skipped=skipped, examples=examples)
+    return NewsBatch(frame=out.reset_index(drop=True), rows_in=rows_in, skipped=skipped, examples=examples, row_reasons=row_reasons)
 
 
 def read_batch(path: str | Path, p: MonitorParams) -> NewsBatch:

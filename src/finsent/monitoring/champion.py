@@ -44,6 +44,13 @@ def load_champion(p: Params, root: Path, alias: str = CHAMPION, client=None) -> 
             f"no model has the alias {alias!r} in the registry ({name!r}): nothing to score with; "
             "train and promote one first (finsent train)"
         )
+    return load_version(p, client, version)
+
+
+def load_version(p: Params, client, version: str) -> Champion:
+    """One registry version of ``register.model_name`` as a ``Scorer``: what the live service swaps in
+    when the champion alias moves (it reads the alias, then loads that version, never the alias again)."""
+    name = p.register.model_name
     versions.check_artifacts(client, name, version)
     mv = versions.get_version(client, name, version)
     # Loaded through MLflow's own path (models-from-code), then reused as a plain Scorer so that
@@ -55,7 +62,7 @@ def load_champion(p: Params, root: Path, alias: str = CHAMPION, client=None) -> 
         run = client.get_run(mv.run_id)
         baseline = run.data.metrics.get("macro_f1")
         data_md5 = run.data.tags.get("data.dvc_md5")
-    return Champion(name=name, version=version, run_id=mv.run_id, scorer=scorer, baseline_macro_f1=baseline, data_md5=data_md5)
+    return Champion(name=name, version=str(version), run_id=mv.run_id, scorer=scorer, baseline_macro_f1=baseline, data_md5=data_md5)
 
 
 def reference_dir(p: Params, root: Path, champion: Champion) -> Path:

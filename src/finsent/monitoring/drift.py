@@ -16,7 +16,8 @@ Signals (names in ``finsent.config.DRIFT_SIGNALS``), each an Evidently metric wi
 Both sides are sampled to ``max_rows`` rows first (2,000 keeps the descriptors' sampling noise well under
 their threshold); the champion's forward pass on them then costs the most, and the t-SNE plot Evidently
 draws for embeddings is capped at ``embedding_plot_rows`` rows per side. ``run`` saves the report as self-contained HTML and JSON
-plus ``verdict.json``; logging them to MLflow is the caller's job.
+plus ``verdict.json``, and the whole snapshot (``*_snapshot.json``) that the Evidently workspace of ``finsent ui`` stores;
+logging them to MLflow is the caller's job.
 """
 
 from __future__ import annotations
@@ -400,7 +401,7 @@ def _performance(
 
 
 def save_report(result: DriftResult, out_dir: str | Path) -> dict[str, str]:
-    """Write the report(s) as self-contained HTML and JSON, and the verdict; returns the paths."""
+    """Write the report(s) as self-contained HTML, JSON and a loadable snapshot, and the verdict; returns the paths."""
     out_dir = files.ensure_dir(out_dir)
     paths: dict[str, str] = {}
     reports = {"drift": result.report, "performance": result.performance_report}
@@ -409,8 +410,12 @@ def save_report(result: DriftResult, out_dir: str | Path) -> dict[str, str]:
             continue
         files.write_text(out_dir / f"{name}_report.html", snapshot.get_html_str(as_iframe=False))
         files.write_text(out_dir / f"{name}_report.json", snapshot.json())
+        # The whole snapshot (widgets included), which Snapshot.load reads back: what the Evidently
+        # workspace of finsent ui stores (finsent.monitoring.workspace).
+        files.write_text(out_dir / f"{name}_snapshot.json", snapshot.dumps())
         paths[f"{name}_html"] = str(out_dir / f"{name}_report.html")
         paths[f"{name}_json"] = str(out_dir / f"{name}_report.json")
+        paths[f"{name}_snapshot"] = str(out_dir / f"{name}_snapshot.json")
     files.write_text(out_dir / "verdict.json", json.dumps(result.verdict.to_dict(), indent=2))
     paths["verdict_json"] = str(out_dir / "verdict.json")
     return paths

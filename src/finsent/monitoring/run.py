@@ -21,7 +21,7 @@ from sqlalchemy import Engine
 from finsent import files, utc
 from finsent.config import MonitorParams, Params
 from finsent.data.frames import DataError
-from finsent.monitoring import batch, drift, history, report, sentiment_index
+from finsent.monitoring import alerts, batch, drift, history, report, sentiment_index
 from finsent.monitoring.champion import Champion, champion_reference, reference_dir
 from finsent.monitoring.retrain_policy import RetrainDecision
 from finsent.monitoring.store import find_batch, open_store, read_predictions
@@ -48,6 +48,7 @@ class MonitoringSummary:
     decision: dict | None = None  # retrain_policy.RetrainDecision and its inputs
     mlflow_run_id: str | None = None
     retrain: dict | None = None  # what the retrain flow did, when the decision fired
+    alerts_recorded: list[str] = field(default_factory=list)  # keys of the alerts this window recorded (finsent alerts list)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -210,6 +211,19 @@ def monitor_window(
             model_version=champion.version,
             verdict_path=drifted.paths.get("verdict_json"),
         )
+    recorded = alerts.record_window_alerts(
+        engine,
+        p.alerts,
+        index.alerts,
+        pd.to_datetime(window["published_at"], utc=True).dt.date.unique(),  # the index also reads days before, for baselines
+        drifted.verdict if drifted else None,
+        window_end=window_end,
+        model_name=champion.name,
+        model_version=champion.version,
+        window_id=window_id,
+        rows=len(window),
+    )
+    alerts.deliver_logged(engine, p.alerts, log=log)  # a webhook that is down leaves its deliveries pending
     decision, inputs = history.decide(p, engine, client, window_end)
     decision_record = decision_dict(decision, inputs)
     files.write_json(out_dir / "decision.json", decision_record)
@@ -241,9 +255,13 @@ def monitor_window(
         sentiment=asdict(index),
         decision=decision_record,
         mlflow_run_id=run_id,
+        alerts_recorded=[r["key"] for r in recorded],
         **base,
     )
     files.write_json(out_dir / "summary.json", summary.to_dict())
+    from finsent.monitoring import workspace  # Evidently's workspace SDK loads only once a window is done
+
+    workspace.record_window(p, root, out_dir, log=log)  # model health in `finsent ui`; a failure is only logged
     return summary
 
 

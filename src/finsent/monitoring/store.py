@@ -9,14 +9,26 @@ at scale. The whole schema is here:
   monitored window, with the signals that fired: what the retrain policy confirms drift over),
   ``label_exports`` (which scored batches had their labels handed to training, so that a label is
   counted and versioned once) and ``retrains`` (each retraining started, for the cool-down and audit).
+- ``news_items``: the key of every item posted to the service's ``/v1/news`` (the client's id, or a
+  hash of the content), unique, so that a retried or concurrent post of the same item is stored once.
+- ``alerts`` (one row per alert, unique by ``key``: one per ticker and day, per drift window, per
+  refused promotion) and ``alert_deliveries`` (one row per alert and webhook, pending until a post
+  succeeds): written with the alert in one transaction, so an alert whose webhook is down is not lost.
+- ``prediction_tickers``: one row per (prediction, ticker) with its publication time, predicted class
+  and net value (``p_bullish - p_bearish``), indexed by (ticker, published_at): the comma-separated
+  ``tickers`` column cannot be indexed, and the dashboard reads one ticker's days from this index
+  alone. Written in the same transaction as its predictions (``append_batch``, ``append_news``), and
+  filled from ``predictions`` when a store made before it is opened (``backfill_prediction_tickers``).
 Times are stored as naive UTC and read back as timezone-aware UTC (``finsent.utc``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from sqlalchemy import (
@@ -24,22 +36,28 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     Column,
+    Connection,
     DateTime,
     Engine,
     Float,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     SmallInteger,
     String,
     Table,
     Text,
+    UniqueConstraint,
     create_engine,
+    false,
     func,
+    or_,
     select,
+    text,
 )
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
 from finsent import utc
 from finsent.config import MonitorParams
@@ -84,6 +102,20 @@ predictions = Table(
     CheckConstraint(f"predicted IN ({_LABEL_IDS})", name="ck_predicted_known"),
     CheckConstraint(f"label IS NULL OR label IN ({_LABEL_IDS})", name="ck_label_known"),
     *(CheckConstraint(f"{name} >= 0 AND {name} <= 1", name=f"ck_{name}_range") for name in PROBABILITY_COLUMNS),
+)
+
+prediction_tickers = Table(
+    "prediction_tickers",
+    metadata,
+    Column("prediction_id", BigInteger().with_variant(Integer, "sqlite"), ForeignKey("predictions.id"), primary_key=True),
+    Column("ticker", String(64), primary_key=True),
+    Column("published_at", DateTime, nullable=False),  # copied from the prediction: the index orders by it
+    Column("predicted", SmallInteger, nullable=False),
+    Column("net", Float, nullable=False),  # p_bullish - p_bearish
+    # Covering: a ticker's daily index over a date range is read from this index without the table.
+    Index("ix_prediction_tickers_ticker_time", "ticker", "published_at", "net", "predicted"),
+    # The tickers of a date range with their volumes (the dashboard's ticker list).
+    Index("ix_prediction_tickers_time_ticker", "published_at", "ticker"),
 )
 
 ROW_COLUMNS: tuple[str, ...] = ("published_at", "text", "tickers", "source", "label", "predicted", *PROBABILITY_COLUMNS)
@@ -136,6 +168,40 @@ retrains = Table(
 )
 
 
+news_items = Table(
+    "news_items",
+    metadata,
+    Column("news_key", String(128), primary_key=True),  # "id:<client id>" or "sha256:<hash of the content>"
+    Column("batch_id", String(64), ForeignKey("batches.batch_id"), nullable=False, index=True),
+    Column("received_at", DateTime, nullable=False),
+)
+
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("key", String(256), nullable=False, unique=True),  # e.g. sentiment:AAPL:2026-11-30: never two of one
+    Column("kind", String(32), nullable=False),  # sentiment | drift | promotion (config.ALERT_EVENTS)
+    Column("created_at", DateTime, nullable=False, index=True),
+    Column("message", Text, nullable=False),  # one line for people
+    Column("payload", Text, nullable=False),  # JSON: the alert's fields
+)
+
+alert_deliveries = Table(
+    "alert_deliveries",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("alert_id", Integer, ForeignKey("alerts.id"), nullable=False, index=True),
+    Column("webhook", String(256), nullable=False),  # config.WebhookParams.label
+    Column("status", String(16), nullable=False),  # pending | delivered
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", DateTime, nullable=False, index=True),  # naive UTC; also a claim's lease
+    Column("last_error", Text, nullable=True),
+    Column("delivered_at", DateTime, nullable=True),
+    UniqueConstraint("alert_id", "webhook", name="uq_delivery_alert_webhook"),
+)
+
+
 @dataclass(frozen=True)
 class BatchMeta:
     batch_id: str
@@ -148,6 +214,7 @@ class BatchMeta:
     scored_at: datetime
 
 
+SCHEMA_LOCK_KEY = 0x66696E73656E74  # "finsent": the advisory lock held while PostgreSQL tables are created
 SQLITE_BUSY_TIMEOUT_S = 30  # a second writer waits this long for SQLite's lock, then fails clearly
 
 
@@ -162,6 +229,24 @@ def unusable(url: str, exc: Exception) -> StoreUnusable:
     return StoreUnusable(f"predictions store {shown_url(url)} cannot be used: {reason}")
 
 
+def create_tables(engine: Engine) -> None:
+    """Create the missing tables. Processes opening a new store together (replicas starting, a
+    service's first posts) would race to create the same tables: on PostgreSQL one creates them under
+    an advisory lock while the others wait; on SQLite a loser of the race checks again."""
+    # SQLite creates the tables one by one, outside a transaction: a loser may meet each table once.
+    attempts = len(metadata.tables) + 1
+    for attempt in range(attempts):
+        try:
+            with engine.begin() as conn:
+                if engine.dialect.name == "postgresql":
+                    conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK_KEY})
+                metadata.create_all(conn)
+            return
+        except OperationalError as exc:
+            if attempt == attempts - 1 or "already exists" not in str(exc.orig):
+                raise
+
+
 def make_engine(url: str) -> Engine:
     """An engine for ``url`` with the tables created; a SQLite file's folder is created too. A store
     that cannot be used is a ``StoreUnusable`` here, before any work is done."""
@@ -172,7 +257,8 @@ def make_engine(url: str) -> Engine:
         if sqlite and db_file is not None:
             db_file.parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S} if sqlite else {})
-        metadata.create_all(engine)
+        create_tables(engine)
+        backfill_prediction_tickers(engine)
     except ImportError as exc:  # the URL's database driver (psycopg2 comes with the `scale` extra)
         raise StoreUnusable(f"predictions store {shown_url(url)} cannot be used: no driver for it is installed ({exc})") from exc
     except (SQLAlchemyError, OSError, ValueError) as exc:
@@ -205,6 +291,88 @@ def _records(rows: pd.DataFrame, meta: BatchMeta) -> list[dict]:
     return [dict(zip(columns, values), **shared) for values in zip(*columns.values())]
 
 
+def split_tickers(tickers: str | None) -> list[str]:
+    """The distinct tickers of a ``tickers`` value ("AAPL, MSFT" -> AAPL, MSFT), as
+    ``sentiment_index.explode_tickers`` reads them."""
+    out: list[str] = []
+    for ticker in (tickers or "").split(","):
+        ticker = ticker.strip()
+        if ticker and ticker not in out:
+            out.append(ticker)
+    return out
+
+
+def ticker_rows(records: Sequence[Mapping[Any, Any]], ids: Sequence[int]) -> list[dict]:
+    """The ``prediction_tickers`` rows of stored predictions (``records[i]`` got id ``ids[i]``)."""
+    return [
+        {
+            "prediction_id": int(pid),
+            "ticker": ticker,
+            "published_at": record["published_at"],
+            "predicted": int(record["predicted"]),
+            "net": float(record["p_bullish"]) - float(record["p_bearish"]),
+        }
+        for pid, record in zip(ids, records)
+        for ticker in split_tickers(record["tickers"])
+    ]
+
+
+def _insert_predictions(conn: Connection, records: Sequence[dict], chunk_rows: int = 1000) -> None:
+    """Insert predictions and their ``prediction_tickers`` rows, on the caller's transaction."""
+    insert = predictions.insert().returning(predictions.c.id, sort_by_parameter_order=True)
+    for start in range(0, len(records), chunk_rows):
+        chunk = records[start : start + chunk_rows]
+        ids = conn.execute(insert, list(chunk)).scalars().all()
+        rows = ticker_rows(chunk, ids)
+        if rows:
+            conn.execute(prediction_tickers.insert(), rows)
+
+
+def backfill_prediction_tickers(engine: Engine, chunk_rows: int = 20_000) -> int:
+    """Fill ``prediction_tickers`` for a store written before the table existed; returns the rows added.
+
+    It runs on every open but only acts when the table is empty and some prediction names a ticker. It
+    is one transaction on purpose: a backfill cut short (a crash, a kill) must leave the table empty, not
+    half full, or the emptiness check would never fill it again and the dashboard would miss rows for
+    good. Two processes opening the same old store at once: the rows are inserted ignoring duplicates,
+    so the second adds nothing (on PostgreSQL the schema lock also makes it wait, then see the rows).
+    """
+    with engine.connect() as conn:
+        if conn.execute(select(prediction_tickers.c.ticker).limit(1)).first() is not None:
+            return 0
+        if conn.execute(select(predictions.c.id).where(predictions.c.tickers != "").limit(1)).first() is None:
+            return 0
+    added = 0
+    columns = (
+        predictions.c.id,
+        predictions.c.tickers,
+        predictions.c.published_at,
+        predictions.c.predicted,
+        predictions.c.p_bullish,
+        predictions.c.p_bearish,
+    )
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK_KEY})
+        if conn.execute(select(prediction_tickers.c.ticker).limit(1)).first() is not None:
+            return 0  # another process filled it while this one waited
+        insert = insert_ignoring_duplicates(engine, prediction_tickers, "prediction_id", "ticker")
+        last = None
+        while True:  # keyset pages by id: bounded memory on a large store
+            query = select(*columns).where(predictions.c.tickers != "").order_by(predictions.c.id).limit(chunk_rows)
+            if last is not None:
+                query = query.where(predictions.c.id > last)
+            page = conn.execute(query).mappings().all()
+            if not page:
+                break
+            last = page[-1]["id"]
+            rows = ticker_rows(page, [r["id"] for r in page])
+            if rows:
+                conn.execute(insert, rows)
+                added += len(rows)
+    return added
+
+
 def find_batch(engine: Engine, sha256: str) -> dict | None:
     """The stored batch scored from a file with this SHA-256, or None."""
     with engine.connect() as conn:
@@ -231,8 +399,7 @@ def append_batch(engine: Engine, rows: pd.DataFrame, meta: BatchMeta, *, chunk_r
                     f"from {existing.file}; nothing written"
                 )
             conn.execute(batches.insert(), batch_row)
-            for start in range(0, len(records), chunk_rows):
-                conn.execute(predictions.insert(), records[start : start + chunk_rows])
+            _insert_predictions(conn, records, chunk_rows)
     except IntegrityError as exc:
         if find_batch(engine, meta.sha256) is not None:  # lost a race with a concurrent writer
             raise DuplicateBatchError(f"{meta.file}: already scored by a concurrent run; nothing written") from exc
@@ -256,10 +423,13 @@ def read_predictions(
     *,
     batch_id: str | None = None,
     model_version: str | None = None,
+    tickers: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """Predictions published in ``[start, end)`` (UTC; naive times are taken as UTC), oldest first.
 
-    ``label`` is -1 where the batch carried no label, as in ``finsent.data``.
+    ``label`` is -1 where the batch carried no label, as in ``finsent.data``. ``tickers`` keeps the rows
+    whose ``tickers`` column contains one of them: a superset ("AAPL" also matches "AAPLX"), cheap on
+    the database; the caller filters exactly (``sentiment_index.explode_tickers``).
     """
     query = select(predictions).order_by(predictions.c.published_at, predictions.c.id)
     if start is not None:
@@ -270,9 +440,11 @@ def read_predictions(
         query = query.where(predictions.c.batch_id == batch_id)
     if model_version is not None:
         query = query.where(predictions.c.model_version == model_version)
+    if tickers is not None:
+        query = query.where(or_(false(), *(predictions.c.tickers.contains(t, autoescape=True) for t in tickers)))
     with engine.connect() as conn:
         df = pd.DataFrame(conn.execute(query).mappings().all(), columns=[c.name for c in predictions.columns])
-    df["label"] = df["label"].fillna(-1).astype("int64")
+    df["label"] = pd.to_numeric(df["label"], errors="coerce").fillna(-1).astype("int64")
     df["predicted"] = df["predicted"].astype("int64")
     for name in PROBABILITY_COLUMNS:
         df[name] = df[name].astype("float64")
@@ -299,3 +471,65 @@ def open_store(p: MonitorParams, root: str | Path) -> Engine:
     """The predictions store of ``monitor.store_url`` (a relative SQLite path is taken from the project
     root), with every table created."""
     return make_engine(resolve_url(p.store_url, root))
+
+
+def insert_ignoring_duplicates(engine: Engine, table: Table, *keys: str):
+    """An INSERT that skips rows whose key (the primary key, or the unique ``keys``) already exists:
+    ON CONFLICT DO NOTHING on SQLite and PostgreSQL, the stores finsent runs on."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    index = list(keys) or None
+    if engine.dialect.name == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing(index_elements=index)
+    if engine.dialect.name == "sqlite":
+        return sqlite.insert(table).on_conflict_do_nothing(index_elements=index)
+    raise StoreError(f"the predictions store on {engine.dialect.name} cannot take this write (SQLite or PostgreSQL)")
+
+
+def known_news_keys(engine: Engine, keys: list[str]) -> set[str]:
+    """The keys among ``keys`` already in the store: items a retried post need not score again."""
+    found: set[str] = set()
+    try:
+        with engine.connect() as conn:
+            for start in range(0, len(keys), 500):  # bounded IN lists
+                chunk = keys[start : start + 500]
+                found.update(conn.execute(select(news_items.c.news_key).where(news_items.c.news_key.in_(chunk))).scalars())
+    except SQLAlchemyError as exc:
+        raise unusable(engine.url.render_as_string(hide_password=True), exc) from exc
+    return found
+
+
+def append_news(engine: Engine, rows: pd.DataFrame, keys: list[str], meta: BatchMeta) -> list[str]:
+    """Store scored news items posted to the service; returns the keys stored now.
+
+    ``keys[i]`` names row i (the client's id or a content hash). An item whose key is already in the
+    store, from an earlier post, a retry or another replica at the same moment, is skipped: the key
+    table's primary key decides, inside the same transaction as the rows, so each item is stored once.
+    Nothing is written when no item is new.
+    """
+    if len(keys) != len(rows) or len(set(keys)) != len(keys):
+        raise StoreError("append_news needs one distinct key per row")
+    if rows.empty:
+        return []
+    records = _records(rows, meta)
+    received = utc.naive(meta.scored_at)
+    batch_row = asdict(meta) | {"rows_scored": 0, "scored_at": received}
+    try:
+        with engine.begin() as conn:
+            conn.execute(batches.insert(), batch_row)
+            claimed = conn.execute(
+                insert_ignoring_duplicates(engine, news_items).returning(news_items.c.news_key),
+                [{"news_key": k, "batch_id": meta.batch_id, "received_at": received} for k in keys],
+            )
+            new = {row.news_key for row in claimed}
+            fresh = [record for key, record in zip(keys, records) if key in new]
+            if fresh:
+                _insert_predictions(conn, fresh)
+                conn.execute(batches.update().where(batches.c.batch_id == meta.batch_id).values(rows_scored=len(fresh)))
+            else:  # a retry of items all stored before: leave no empty batch behind
+                conn.execute(batches.delete().where(batches.c.batch_id == meta.batch_id))
+    except IntegrityError as exc:
+        raise StoreError(f"news items rejected by the store, nothing written: {exc.orig}") from exc
+    except SQLAlchemyError as exc:
+        raise unusable(engine.url.render_as_string(hide_password=True), exc) from exc
+    return [k for k in keys if k in new]

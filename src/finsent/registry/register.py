@@ -281,4 +281,5 @@ def run(
         champion_version=version if decision.promote else previous,
         previous_champion_version=previous,
         reasons=list(decision.reasons),
+        experiment_id=str(experiment_id),
     )

@@ -29,6 +29,7 @@ class RegistrationSummary:
     champion_version: str | None  # after the decision
     previous_champion_version: str | None
     reasons: list[str]
+    experiment_id: str = ""  # the MLflow experiment of ``run_id``: with it, the run's page in the MLflow UI
 
 
 NOT_FOUND_CODES = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")  # no such model, version or alias

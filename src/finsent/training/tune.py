@@ -66,6 +66,19 @@ class TrialResult:
 
 
 @dataclass(frozen=True)
+class TrialRecord:
+    """One trial of the study as stored, whichever search ran it (a resumed study holds earlier ones)."""
+
+    number: int
+    state: str  # COMPLETE | PRUNED | FAIL | RUNNING | WAITING
+    value: float | None  # dev macro-F1, for a complete trial
+    params: dict[str, Any]
+    baseline: bool = False  # the settings in effect before the search
+    interrupted: bool = False  # failed because a search died; queued again under a new number
+    seconds: float | None = None
+
+
+@dataclass(frozen=True)
 class SearchSummary:
     study_name: str
     best_trial: int
@@ -412,6 +425,26 @@ def run_trial(p: Params, root: Path, search: Search, train_path: Path, dev_path:
 
 
 # --- the outcome -------------------------------------------------------------------------------
+
+
+def study_trials(p: Params, search: Search) -> list[TrialRecord]:
+    """Every trial of the study, by number: what the tuning flow shows in Prefect's UI."""
+    study = load_study(p.tune, search.storage)
+    records = []
+    for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
+        seconds = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_start and t.datetime_complete else None
+        records.append(
+            TrialRecord(
+                number=t.number,
+                state=t.state.name,
+                value=float(t.value) if t.value is not None else None,
+                params=dict(t.params),
+                baseline=bool(t.user_attrs.get("baseline")),
+                interrupted=bool(t.user_attrs.get("interrupted")),
+                seconds=seconds,
+            )
+        )
+    return records
 
 
 def write_best(p: Params, root: Path, params_path: Path, best: dict[str, Any], on_cuda: bool) -> tuple[Path, dict[str, Any]]:

@@ -175,12 +175,17 @@ def test_run_embeds_with_the_champion_and_saves_html_json_and_verdict(tmp_path, 
     cur = sports(120, 3)
     summary = drift.run(replace(P, max_rows=150), ref, cur, tmp_path / "drift", model=tiny_model, tokenizer=tokenizer)
     assert (summary.reference_rows, summary.current_rows) == (150, 120)
-    assert set(summary.paths) == {"drift_html", "drift_json", "performance_html", "performance_json", "verdict_json"}
+    assert set(summary.paths) == {
+        "drift_html", "drift_json", "drift_snapshot", "performance_html", "performance_json", "performance_snapshot", "verdict_json"
+    }  # fmt: skip
     html = (tmp_path / "drift" / "drift_report.html").read_text()
     assert "<html" in html.lower() and 'src="http' not in html  # self-contained: opens offline
     report = json.loads((tmp_path / "drift" / "drift_report.json").read_text())
     names = " ".join(m["metric_name"] for m in report["metrics"])
     assert "EmbeddingsDrift" in names and "ValueDrift(column=text" in names
+    from evidently.core.report import Snapshot  # the whole snapshot loads back, for the Evidently workspace
+
+    assert {m["id"] for m in report["metrics"]} <= set(Snapshot.load(summary.paths["drift_snapshot"]).metric_results)
     verdict = json.loads((tmp_path / "drift" / "verdict.json").read_text())
     assert verdict == summary.verdict
     assert verdict["drift"] and "text_content" in verdict["signals_fired"]

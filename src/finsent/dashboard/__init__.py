@@ -1,0 +1,1 @@
+"""The analysts' page over the predictions store."""
