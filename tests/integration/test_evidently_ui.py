@@ -108,8 +108,24 @@ def test_finsent_ui_serves_the_model_health_dashboard(tmp_path):
             assert "finsent-sentiment" in dom
             shots = Path(os.environ.get("FINSENT_SCREENSHOT_DIR") or tmp_path)
             shots.mkdir(parents=True, exist_ok=True)
-            page = f"{url}/projects/{project_id}"
-            chromium("--virtual-time-budget=30000", "--window-size=1400,3800", f"--screenshot={shots / 'evidently-model-health.png'}", page)
+            sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package (test extra) is not installed")
+            problems: list[str] = []
+            with sync_api.sync_playwright() as pw:
+                browser = pw.chromium.launch(
+                    executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
+                )
+                try:
+                    page = browser.new_page(viewport={"width": 1400, "height": 3800})
+                    page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
+                    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+                    page.goto(f"{url}/projects/{project_id}")
+                    for panel in HEALTH:  # every panel of the Model health tab is drawn on the project page
+                        sync_api.expect(page.get_by_text(panel.title, exact=True).first).to_be_visible(timeout=60_000)
+                    page.wait_for_load_state("networkidle")
+                    page.screenshot(path=str(shots / "evidently-model-health.png"), full_page=True)
+                finally:
+                    browser.close()
+            assert problems == []
             assert (shots / "evidently-model-health.png").stat().st_size > 50_000  # charts drawn, not a blank page
 
         # A RemoteWorkspace (workspace.location = the service's URL) adds a new window once.

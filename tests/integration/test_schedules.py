@@ -24,7 +24,7 @@ HOST = "127.0.0.1"
 
 pytestmark = pytest.mark.integration
 
-TICK_SCRIPT = '''
+TICK_SCRIPT = """
 import sys
 from datetime import timedelta
 
@@ -40,7 +40,7 @@ def tick() -> int:
 
 if __name__ == "__main__":
     serve_deployments([tick.to_deployment(name="every-5s", interval=timedelta(seconds=5))], sys.argv[1])
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +51,8 @@ def served(tmp_path_factory):
     port = free_port()
     url = api_url(HOST, port)
     env = prefect_env(
-        root / "prefect-home", url,
+        root / "prefect-home",
+        url,
         PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS="1",  # schedule new runs within a second
         PREFECT_RUNNER_POLL_FREQUENCY="1",
     )
@@ -59,7 +60,10 @@ def served(tmp_path_factory):
     log = open(root / "serve.log", "wb")
     process = subprocess.Popen(
         [str(finsent), "--root", str(root), "serve", "--host", HOST, "--port", str(port)],
-        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     try:
         wait_until_healthy(url, process, timeout_s=180)
@@ -88,10 +92,17 @@ def client_for(url: str):
 
 
 def test_finsent_serve_registers_both_deployments_on_their_cron_schedules(served):
-    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName, FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType
+    from prefect.client.schemas.filters import (
+        DeploymentFilter,
+        DeploymentFilterName,
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
     from prefect.client.schemas.objects import StateType
 
     with client_for(served["url"]) as client:
+
         def both():
             try:
                 return client.read_deployment_by_name("finsent-retrain/nightly-retrain"), client.read_deployment_by_name(
@@ -128,11 +139,16 @@ def test_an_interval_schedule_fires_a_run_that_completes(served, tmp_path):
     script.write_text(TICK_SCRIPT)
     log = open(tmp_path / "tick.log", "wb")
     runner = subprocess.Popen(
-        [sys.executable, str(script), served["url"]], cwd=tmp_path, env=served["env"],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        [sys.executable, str(script), served["url"]],
+        cwd=tmp_path,
+        env=served["env"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     try:
         with client_for(served["url"]) as client:
+
             def completed():
                 runs = client.read_flow_runs(deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=["every-5s"])))
                 return [r for r in runs if r.state is not None and r.state.is_completed()]
@@ -152,7 +168,7 @@ def test_stopping_finsent_serve_stops_its_server(served):
 
 
 def test_the_ui_of_a_server_on_another_port_calls_its_own_api(tmp_path):
-    """The UI reads its API address from /api/ui-settings: it must be this server's, not port 4200's,
+    """The UI reads its API address from /ui-settings: it must be this server's, not port 4200's,
     even when the environment names another server (a user's profile)."""
     port = free_port()
     env = prefect_env(tmp_path / "prefect-home", "http://127.0.0.1:4200/api")
@@ -160,7 +176,7 @@ def test_the_ui_of_a_server_on_another_port_calls_its_own_api(tmp_path):
     process = start_server(HOST, port, env=env)
     try:
         wait_until_healthy(api_url(HOST, port), process, timeout_s=180)
-        settings = httpx.get(f"{api_url(HOST, port)}/ui-settings", timeout=10).json()
+        settings = httpx.get(f"http://{HOST}:{port}/ui-settings", timeout=10).json()
         assert settings["api_url"] == api_url(HOST, port)
         assert httpx.get(f"http://{HOST}:{port}/", timeout=10).status_code == 200  # the UI itself is served
     finally:
