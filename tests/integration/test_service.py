@@ -253,3 +253,24 @@ def _answer(server: Api, path: str) -> httpx.Response | None:
         return server.get(path)
     except httpx.TransportError:
         return None
+
+
+def test_a_store_that_cannot_be_used_fails_ingest_clearly_while_scoring_goes_on(registered, tmp_path):
+    garbage = tmp_path / "predictions.db"
+    garbage.write_bytes(b"this is not a database" * 100)
+    server = Api(registered, f"monitor.store_url=sqlite:///{garbage}")
+    try:
+        server.ready()
+        item = {"text": "$ACME beats estimates", "published_at": "2026-11-29T09:00Z", "id": "s1"}
+        refused = server.post("/v1/news", {"items": [item]})
+        assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
+        detail = refused.json()["detail"]
+        assert "predictions store" in detail and "cannot be used" in detail and "Traceback" not in refused.text
+        for path in ("/v1/index", "/v1/alerts"):
+            answer = server.get(path)
+            assert answer.status_code == 503 and "cannot be used" in answer.json()["detail"], path
+        assert server.post("/v1/predict", {"text": "still scoring"}).status_code == 200  # the model needs no store
+        assert "cannot be used" in server.get("/readyz").json()["store_error"]
+        assert garbage.read_bytes() == b"this is not a database" * 100  # left as it was
+    finally:
+        server.stop()
