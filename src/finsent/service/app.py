@@ -439,11 +439,13 @@ def create_app(p: Params, root: str | Path, *, follower: ChampionFollower | None
         if start_at >= end_at:
             raise _error(422, f"the window is empty: start {start_at.isoformat()} is not before end {end_at.isoformat()}")
 
+        wanted = ticker.strip().lstrip("$").upper() if ticker else None
+
         def read() -> dict:
-            frame = read_predictions(service.engine(), start_at, end_at)
+            frame = read_predictions(service.engine(), start_at, end_at, tickers=[wanted] if wanted else None)
             daily = sentiment_index.daily_index(frame, p.monitor.index_from)
-            if ticker:
-                daily = daily[daily["ticker"] == ticker.strip().lstrip("$").upper()]
+            if wanted:
+                daily = daily[daily["ticker"] == wanted]  # the store's filter is a superset
             return {
                 "start": start_at.isoformat(),
                 "end": end_at.isoformat(),
