@@ -13,6 +13,7 @@ project root, whatever the current folder: ``resolve_url``.
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +35,16 @@ def resolve_url(url: str, root: str | Path) -> str:
         path, sep, query = rest[len(SQLITE_URI) :].partition("?")
         return url if path.startswith("/") else f"{SQLITE_PREFIX}{SQLITE_URI}{(Path(root) / path).resolve()}{sep}{query}"
     return SQLITE_PREFIX + str((Path(root) / rest).resolve())
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a server bound to ``host`` is reachable from this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def shown_url(url: str) -> str:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from testkit.browser import find_chromium, headless_page
 from testkit.evidently_windows import verdict, write_window
 from testkit.local_services import free_port, wait_for
 
@@ -27,17 +27,11 @@ from finsent.monitoring.workspace import HEALTH, TAB, backfill, record_window
 pytestmark = pytest.mark.integration
 
 READY_TIMEOUT_S = 300  # the Evidently import and start: ~10 s idle, several times that on a busy CI machine
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 WINDOWS = ("20260105T090000000000Z", "20260106T090000000000Z", "20260107T090000000000Z")
 
 
 def finsent(project: Path, *args: str, **kw) -> subprocess.Popen:
     return subprocess.Popen([str(Path(sys.executable).with_name("finsent")), "--root", str(project), *args], **kw)
-
-
-def chromium(*args: str) -> subprocess.CompletedProcess:
-    command = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--hide-scrollbars", *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=240, check=True)
 
 
 def port_open(port: int) -> bool:
@@ -103,29 +97,18 @@ def test_finsent_ui_serves_the_model_health_dashboard(tmp_path):
         # name reaches the page only through /api/projects on this port.
         index = api.get("/").raise_for_status().text
         assert '<div id="root">' in index
-        if CHROMIUM:
-            dom = chromium("--virtual-time-budget=20000", "--dump-dom", f"{url}/").stdout
-            assert "finsent-sentiment" in dom
+        if find_chromium():  # the rest of the test runs without one
             shots = Path(os.environ.get("FINSENT_SCREENSHOT_DIR") or tmp_path)
             shots.mkdir(parents=True, exist_ok=True)
-            sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package (test extra) is not installed")
-            problems: list[str] = []
-            with sync_api.sync_playwright() as pw:
-                browser = pw.chromium.launch(
-                    executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
-                )
-                try:
-                    page = browser.new_page(viewport={"width": 1400, "height": 3800})
-                    page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
-                    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
-                    page.goto(f"{url}/projects/{project_id}")
-                    for panel in HEALTH:  # every panel of the Model health tab is drawn on the project page
-                        sync_api.expect(page.get_by_text(panel.title, exact=True).first).to_be_visible(timeout=60_000)
-                    page.wait_for_load_state("networkidle")
-                    page.screenshot(path=str(shots / "evidently-model-health.png"), full_page=True)
-                finally:
-                    browser.close()
-            assert problems == []
+            with headless_page(1400, 3800) as browsed:
+                browsed.page.goto(f"{url}/")
+                browsed.expect(browsed.page.get_by_text("finsent-sentiment").first).to_be_visible(timeout=60_000)
+                browsed.page.goto(f"{url}/projects/{project_id}")
+                for panel in HEALTH:  # every panel of the Model health tab is drawn on the project page
+                    browsed.expect(browsed.page.get_by_text(panel.title, exact=True).first).to_be_visible(timeout=60_000)
+                browsed.page.wait_for_load_state("networkidle")
+                browsed.page.screenshot(path=str(shots / "evidently-model-health.png"), full_page=True)
+            assert browsed.problems == []
             assert (shots / "evidently-model-health.png").stat().st_size > 50_000  # charts drawn, not a blank page
 
         # A RemoteWorkspace (workspace.location = the service's URL) adds a new window once.

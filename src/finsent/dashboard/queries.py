@@ -20,6 +20,7 @@ from sqlalchemy import Engine, Select, and_, case, func, or_, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from finsent.errors import FinsentError
+from finsent.monitoring.alerts import parse_sentiment_key, sentiment_key
 from finsent.monitoring.sentiment_index import INDEX_COLUMNS
 from finsent.monitoring.store import alerts, prediction_tickers, predictions, unusable
 from finsent.vocabulary import LABELS
@@ -132,7 +133,7 @@ def alerts_query(tickers: Sequence[str], start: date | str, end: date | str, *, 
     first, last = as_date(start, "start"), as_date(end, "end")
     low, high = day_range(first, last)
     wanted = [
-        and_(alerts.c.key >= f"sentiment:{t}:{first.isoformat()}", alerts.c.key <= f"sentiment:{t}:{last.isoformat()}") for t in tickers
+        and_(alerts.c.key >= sentiment_key(t, first.isoformat()), alerts.c.key <= sentiment_key(t, last.isoformat())) for t in tickers
     ]
     if other_kinds:
         wanted.append(and_(alerts.c.kind != "sentiment", alerts.c.created_at >= low, alerts.c.created_at < high))
@@ -218,7 +219,7 @@ def alert_row(row: Any) -> dict[str, Any]:
     payload = json.loads(row.payload)
     ticker, day = None, row.created_at.date().isoformat()  # a drift or promotion alert: the day recorded
     if row.kind == "sentiment":
-        _, ticker, day = row.key.split(":", 2)
+        ticker, day = parse_sentiment_key(row.key)
     return {
         "id": int(row.id),
         "kind": row.kind,

@@ -61,6 +61,18 @@ class AlertDraft:
 # --- what each alert says (pure) -----------------------------------------------------------------------
 
 
+def sentiment_key(ticker: str, day: str = "") -> str:
+    """The key of a ticker's sentiment alert on ``day`` (ISO date), one per ticker and day. Keys of one
+    ticker sort by day, so a day range is a key range; without ``day``, the prefix of all of them."""
+    return f"sentiment:{ticker}:{day}"
+
+
+def parse_sentiment_key(key: str) -> tuple[str, str]:
+    """(ticker, ISO day) of a ``sentiment_key``."""
+    _, ticker, day = key.split(":", 2)
+    return ticker, day
+
+
 def sentiment_alert(alert: dict[str, Any]) -> AlertDraft:
     """A ``sentiment_index.Alert`` (as a dict): one per ticker and UTC day."""
     ticker, day = str(alert["ticker"]), str(alert["day"])
@@ -69,7 +81,7 @@ def sentiment_alert(alert: dict[str, Any]) -> AlertDraft:
         f"{ticker}: net sentiment {alert['net_sentiment']:+.2f} on {day}, {direction} {abs(alert['change']):.2f} "
         f"from its baseline {alert['baseline']:+.2f} ({alert['count']} texts)"
     )
-    return AlertDraft("sentiment", f"sentiment:{ticker}:{day}", message, dict(alert))
+    return AlertDraft("sentiment", sentiment_key(ticker, day), message, dict(alert))
 
 
 def _signal_text(name: str, detail: Any) -> str:
@@ -341,7 +353,7 @@ def read_alerts(
     if kind is not None:
         query = query.where(alerts.c.kind == kind)
     if ticker is not None:
-        query = query.where(alerts.c.key.startswith(f"sentiment:{ticker.strip()}:", autoescape=True))
+        query = query.where(alerts.c.key.startswith(sentiment_key(ticker.strip()), autoescape=True))
     if since is not None:
         start = utc.parse(since, "since") if isinstance(since, str) else since
         query = query.where(alerts.c.created_at >= utc.naive(start))

@@ -61,7 +61,7 @@ from evidently.ui.workspace import Project, RemoteWorkspace, Workspace, Workspac
 from finsent.config import DRIFT_SIGNALS, Params
 from finsent.errors import FinsentError
 from finsent.monitoring.drift import DESCRIPTOR_COLUMNS
-from finsent.paths import Layout
+from finsent.paths import Layout, is_loopback
 from finsent.vocabulary import LABELS
 
 TAB = "Model health"  # the dashboard tab finsent owns
@@ -619,12 +619,12 @@ def serve_ui(
     host = host or p.workspace.host
     port = port or p.workspace.port
     _check_port_free(host, port)
-    with session(p, root) as (_, project, _):
+    with session(p, root) as (_, project, _):  # the project and its panels exist before the UI opens
         pass
     folder = local_dir(p, root)
     url = _url(host, port)
     command = [sys.executable, "-m", "evidently.cli", "ui", "--workspace", str(folder), "--host", host, "--port", str(port)]
-    if host not in {"127.0.0.1", "localhost", "::1"} and not os.environ.get(SECRET_ENV):
+    if not is_loopback(host) and not os.environ.get(SECRET_ENV):
         log(
             f"finsent: warning: anyone who reaches {host}:{port} can change or delete projects; set {SECRET_ENV} to require a secret for writes"
         )

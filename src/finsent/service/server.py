@@ -7,7 +7,6 @@ copy per process is what the batching is sized for. See the README's "Live servi
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import os
 import sys
@@ -15,6 +14,7 @@ from pathlib import Path
 
 from finsent.config import Params
 from finsent.errors import FinsentError
+from finsent.paths import is_loopback
 
 log = logging.getLogger("finsent.service")
 GRACEFUL_SHUTDOWN_S = 10  # requests in flight get this long to finish on SIGTERM
@@ -22,15 +22,6 @@ GRACEFUL_SHUTDOWN_S = 10  # requests in flight get this long to finish on SIGTER
 
 class BindRefused(FinsentError):
     """The service would listen beyond this machine without a token on its write routes."""
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def check_bind(p: Params, host: str, allow_open: bool) -> None:
