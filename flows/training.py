@@ -5,7 +5,9 @@ Every stage writes into one run folder laid out by ``finsent.paths.RunLayout`` (
 version is taken right after validation.
 
 Each task calls one library stage; retries sit only on the I/O that can fail transiently and is safe
-to repeat (reaching the tracking store, DVC pulls and pushes). Registration is not retried: a repeat
+to repeat (reaching the tracking store, DVC pulls and pushes, reading the predictions store's news).
+With TAPT or self-training on, the store's news goes to the prepare stage, which writes it as the
+unlabelled pool (no dev or test text) that training reads. Registration is not retried: a repeat
 could register a second version.
 
 The run ends by publishing its report to Prefect's UI (artifact ``finsent-training``: the test metrics,
@@ -23,7 +25,7 @@ from finsent import augment, tracking
 from finsent.config import Params, load_params, replace
 from finsent.data import prepare, validate, versioning
 from finsent.evaluation import evaluate
-from finsent.monitoring import alerts
+from finsent.monitoring import alerts, store
 from finsent.paths import Layout, RunLayout
 from finsent.registry import markdown, register
 from finsent.registry.versions import RegistrationSummary
@@ -51,9 +53,15 @@ def version_data(params: Params, root: Path) -> versioning.DataVersion:
     return versioning.version_workspace(root, params.data)
 
 
+# The predictions store's news, the unlabelled text of TAPT and self-training: read only when one is on.
+@task(retries=2, retry_delay_seconds=5)
+def gather_news(params: Params, root: Path) -> list[str] | None:
+    return store.news_for_training(params.train, params.monitor, root)
+
+
 @task
-def prepare_data(params: Params, root: Path, run: RunLayout) -> prepare.PrepareSummary:
-    return prepare.run(params.data, root, run.prepared.dir)
+def prepare_data(params: Params, root: Path, run: RunLayout, news: list[str] | None = None) -> prepare.PrepareSummary:
+    return prepare.run(params.data, root, run.prepared.dir, news_texts=news)
 
 
 @task
@@ -64,7 +72,7 @@ def augment_data(params: Params, prepared: prepare.PrepareSummary, run: RunLayou
 
 @task
 def train_model(params: Params, augmented: augment.AugmentSummary, prepared: prepare.PrepareSummary, run: RunLayout) -> train.TrainSummary:
-    return train.run(params.train, augmented.output, run.train_dir, dev_path=prepared.dev_path)
+    return train.run(params.train, augmented.output, run.train_dir, dev_path=prepared.dev_path, unlabelled_path=prepared.unlabelled_path)
 
 
 @task
@@ -125,7 +133,7 @@ def training_flow(params_path: str = "params.yaml", root: str = ".", overrides: 
     restore_data(params, project)
     validation = validate_data(params, project, run)
     data_version = version_data(params, project)
-    prepared = prepare_data(params, project, run)
+    prepared = prepare_data(params, project, run, gather_news(params, project))
     augmented = augment_data(params, prepared, run)
     trained = train_model(params, augmented, prepared, run)
     evaluate_model(params, trained, prepared, run)

@@ -69,7 +69,7 @@ def tuning_flow(params_path: str = "params.yaml", root: str = ".", overrides: di
         restore_data(params, project)
         validate_data(params, project, run)
         data_version = version_data(params, project)
-        prepared = prepare_data(params, project, run)
+        prepared = prepare_data(params, project, run)  # trials read no news: TAPT and self-training are not searched
         augmented = augment_data(params, prepared, run)
         search = open_search(params, project, data_version, augmented)
         for size in tune.waves(search.trials_left, params.tune.parallel_trials):

@@ -104,8 +104,9 @@ def cmd_stage(args: argparse.Namespace) -> None:
         emit(validate.run(p, root, run.validation))
     elif args.stage == "prepare":
         from finsent.data import prepare
+        from finsent.monitoring.store import news_for_training
 
-        emit(prepare.run(p.data, root, run.prepared.dir))
+        emit(prepare.run(p.data, root, run.prepared.dir, news_texts=news_for_training(p.train, p.monitor, root)))
     elif args.stage == "augment":
         from finsent import augment
 
@@ -114,7 +115,15 @@ def cmd_stage(args: argparse.Namespace) -> None:
     elif args.stage == "train":
         from finsent.training import train
 
-        emit(train.run(p.train, run.augmented_train, run.train_dir, dev_path=run.prepared.dev_if_any()))
+        emit(
+            train.run(
+                p.train,
+                run.augmented_train,
+                run.train_dir,
+                dev_path=run.prepared.dev_if_any(),
+                unlabelled_path=run.prepared.unlabelled_if_any(),
+            )
+        )
     elif args.stage == "evaluate":
         from finsent.evaluation import evaluate
 
@@ -174,6 +183,20 @@ def cmd_predict(args: argparse.Namespace) -> None:
     emit(result.to_dict(orient="records"))
 
 
+def cmd_explain(args: argparse.Namespace) -> None:
+    """Why the champion gives a text its class: each word's attribution (JSON), and an HTML view."""
+    from finsent.explain.attributions import check_text
+    from finsent.explain.run import html_target, run
+    from finsent.monitoring.champion import load_champion
+    from finsent.registry.versions import CHAMPION
+
+    root, p = load(args)
+    check_text(args.text)  # before any model loads
+    html = html_target(args.html) if args.html else None
+    champion = load_champion(p, root, alias=args.alias or CHAMPION)
+    emit(run(p.explain, champion.scorer, args.text, model_version=champion.version, top_k=args.top_k, html_path=html))
+
+
 # --- data ---------------------------------------------------------------------------------------
 
 
@@ -213,6 +236,22 @@ def cmd_data_init(args: argparse.Namespace) -> None:
 
     root, p = load(args)
     emit(versioning.ensure_data(root, p.data).to_dict())
+
+
+def cmd_label_export(args: argparse.Namespace) -> None:
+    """Choose stored news to label (label.strategy) and write Label Studio's files and a plain CSV."""
+    from finsent.labelling.export import export
+
+    root, p = load(args)
+    emit(export(p, root, args.n, args.strategy, Path(args.out)))  # progress goes to stderr (main)
+
+
+def cmd_label_import(args: argparse.Namespace) -> None:
+    """Labels from a Label Studio JSON export (or a filled-in to_label.csv) into a versioned data batch."""
+    from finsent.labelling.imports import import_labels
+
+    root, p = load(args)
+    emit(import_labels(p, root, Path(args.file), args.name, git_commit=not args.no_git_commit))  # the summary goes to stderr (main)
 
 
 # --- registry -----------------------------------------------------------------------------------
@@ -348,7 +387,7 @@ def cmd_dashboard(args: argparse.Namespace) -> None:
         (RESULTS.get() or sys.stdout).flush()
 
     root, p = load(args)
-    serve(p, root, host=args.host, port=args.port, path_prefix=args.path_prefix, ready=ready)
+    serve(p, root, host=args.host, port=args.port, path_prefix=args.path_prefix, ready=ready, explain=args.explain)
 
 
 def cmd_deploy(args: argparse.Namespace) -> None:
@@ -402,6 +441,12 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("text", nargs="*")
     predict.add_argument("--alias", default=None, help="registry alias (default champion)")
     predict.set_defaults(func=cmd_predict)
+    explain_cmd = sub.add_parser("explain", help="why the champion gives a text its class: per-word attributions (JSON)")
+    explain_cmd.add_argument("text")
+    explain_cmd.add_argument("--html", metavar="FILE", help="also write the text with its words highlighted as an HTML page")
+    explain_cmd.add_argument("--top-k", type=int, default=None, metavar="K", help="top words listed (default explain.top_k)")
+    explain_cmd.add_argument("--alias", default=None, help="registry alias (default champion)")
+    explain_cmd.set_defaults(func=cmd_explain)
 
     data = sub.add_parser("data", help="versioned datasets").add_subparsers(dest="data_command", required=True)
     add = data.add_parser("add", help="validate a labelled batch (CSV/JSONL: text,label), then version it")
@@ -414,6 +459,22 @@ def build_parser() -> argparse.ArgumentParser:
     checkout = data.add_parser("checkout", help="restore data/ to a DVC hash or to a model version's data")
     checkout.add_argument("version", help="DVC folder hash (from lineage) or a model version number")
     checkout.set_defaults(func=cmd_data_checkout)
+
+    from finsent.config import LABEL_STRATEGIES
+
+    label = sub.add_parser("label", help="choose stored news to label (Label Studio), and take the labels back").add_subparsers(
+        dest="label_command", required=True
+    )
+    label_export = label.add_parser("export", help="write tasks.json + label_config.xml (Label Studio) and to_label.csv")
+    label_export.add_argument("--n", type=int, default=None, help="texts to export (default label.n)")
+    label_export.add_argument("--strategy", choices=LABEL_STRATEGIES, default=None, help="how to choose them (default label.strategy)")
+    label_export.add_argument("--out", required=True, help="a new folder for the files")
+    label_export.set_defaults(func=cmd_label_export)
+    label_import = label.add_parser("import", help="a Label Studio JSON export (or a filled-in to_label.csv) -> a versioned data batch")
+    label_import.add_argument("file")
+    label_import.add_argument("--name", help="batch name (default: file name)")
+    label_import.add_argument("--no-git-commit", action="store_true", help="do not commit data.dvc to git")
+    label_import.set_defaults(func=cmd_label_import)
 
     reg = sub.add_parser("registry", help="model registry").add_subparsers(dest="action", required=True)
     hist = reg.add_parser("history", help="every promotion decision, newest first")
@@ -483,6 +544,11 @@ def build_parser() -> argparse.ArgumentParser:
     dash_cmd.add_argument("--host", default=None, help="address to bind (default 127.0.0.1)")
     dash_cmd.add_argument("--port", type=int, default=None, help="port (default 8050; 0 picks a free one)")
     dash_cmd.add_argument("--path-prefix", default="/", help="the path the page is reached under behind a proxy (default /)")
+    dash_cmd.add_argument(
+        "--explain",
+        action="store_true",
+        help="load the champion to show why it gave a clicked headline its class (one model pass per click)",
+    )
     dash_cmd.set_defaults(func=cmd_dashboard)
     deploy_cmd = sub.add_parser(
         "deploy", help="register both deployments on a work pool of the server at PREFECT_API_URL (workers run them)"

@@ -93,6 +93,9 @@ class ValidateParams:
 DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 # A registered model or experiment name: it goes into MLflow search filters and file names.
 REGISTRY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+# How the dev split calibrates the model's probabilities (finsent.training.calibration): auto =
+# temperature scaling, or vector scaling when it wins on held-out dev rows; none = raw softmax.
+CALIBRATION_METHODS: tuple[str, ...] = ("auto", "temperature", "vector", "none")
 
 
 @dataclass(frozen=True)
@@ -128,6 +131,35 @@ class TrainParams:
     # the training rows are soft targets, weighted distill_alpha against the labels. []: off.
     distill_from: list[str] = field(default_factory=list)
     distill_alpha: float = 0.5
+    # Post-hoc calibration fitted on the dev split's logits and saved with the model (calibration.json):
+    # auto | temperature | vector | none. It changes no weight, so a checkpoint resumes across it.
+    calibration: str = "auto"
+    # Learning from unlabelled news: four switches, each off until bench/bench_recipe.py's dev-decided
+    # ablation keeps it (see finsent.training.recipe, tapt and self_training).
+    # FGM adversarial training (Miyato et al. 2017): after each backward pass the word embeddings move
+    # by fgm_epsilon along their gradient's direction and the loss there is added. 0: off.
+    fgm_epsilon: float = 0.0
+    # LoRA adapters (peft; Hu et al. 2021) of rank lora_rank on lora_target_modules; the modules of
+    # lora_modules_to_save (the head: BERT's pooler feeds only the classifier) train whole. Merged into
+    # the weights before saving: the saved model is a plain classifier. 0: off.
+    lora_rank: int = 0
+    lora_alpha: int = 16
+    lora_dropout: float = 0.1
+    lora_target_modules: list[str] = field(default_factory=lambda: ["query", "value"])
+    lora_modules_to_save: list[str] = field(default_factory=lambda: ["classifier", "pooler"])
+    # Task-adaptive pre-training (Gururangan et al. 2020): tapt_steps masked-language-model steps from
+    # the base encoder on the training texts and the unlabelled news, before fine-tuning. 0: off.
+    tapt_steps: int = 0
+    tapt_batch_size: int = 32
+    tapt_learning_rate: float = 5e-5
+    tapt_mlm_probability: float = 0.15
+    # Self-training: a first pass of this run, calibrated on dev, labels the unlabelled news; the texts
+    # whose top calibrated probability reaches self_training_threshold join the training rows with loss
+    # weight self_training_weight, and a second fine-tune starts again from the base. 0: off.
+    self_training_threshold: float = 0.0
+    self_training_weight: float = 0.5
+    # The most recent unlabelled news texts that TAPT and self-training read (training texts come on top).
+    unlabelled_max_texts: int = 20000
     # Overrides applied when training runs on CUDA (see finsent.train.params_for_device): a GPU is
     # only kept busy by large batches, which need their own learning rate and epochs.
     on_cuda: dict[str, Any] = field(
@@ -157,14 +189,54 @@ class TrainParams:
             raise ConfigError(f"train.class_weighting must be none or balanced, not {self.class_weighting!r}")
         if not 0.0 < self.layer_lr_decay <= 1.0 or not 0.0 <= self.label_smoothing < 1.0 or self.rdrop_alpha < 0:
             raise ConfigError("train: layer_lr_decay in (0, 1], label_smoothing in [0, 1) and rdrop_alpha >= 0 are required")
+        if self.calibration not in CALIBRATION_METHODS:
+            raise ConfigError(f"train.calibration must be one of {', '.join(CALIBRATION_METHODS)}, not {self.calibration!r}")
         if not 0.0 <= self.distill_alpha <= 1.0:
             raise ConfigError(f"train.distill_alpha must be in [0, 1], not {self.distill_alpha}")
         if self.eval_every_epochs <= 0 or self.early_stopping_patience < 0 or self.average_checkpoints < 1:
             raise ConfigError("train: eval_every_epochs > 0, early_stopping_patience >= 0 and average_checkpoints >= 1 are required")
+        self._check_unlabelled_recipe()
         allowed = {f.name for f in dataclasses.fields(self)} - {"on_cuda", "device", "base_model"}
         unknown = sorted(set(self.on_cuda) - allowed)
         if unknown:
             raise ConfigError(f"train.on_cuda: unknown or not overridable key(s) {unknown}; allowed: {sorted(allowed)}")
+
+    def _check_unlabelled_recipe(self) -> None:
+        """FGM, LoRA, TAPT and self-training: each message names its key."""
+        if self.fgm_epsilon < 0:
+            raise ConfigError(f"train.fgm_epsilon must be >= 0 (0: off), not {self.fgm_epsilon}")
+        if self.lora_rank < 0:
+            raise ConfigError(f"train.lora_rank must be >= 0 (0: off), not {self.lora_rank}")
+        if self.lora_alpha <= 0:
+            raise ConfigError(f"train.lora_alpha must be > 0, not {self.lora_alpha}")
+        if not 0.0 <= self.lora_dropout < 1.0:
+            raise ConfigError(f"train.lora_dropout must be in [0, 1), not {self.lora_dropout}")
+        if not self.lora_target_modules or not all(isinstance(m, str) and m for m in self.lora_target_modules):
+            raise ConfigError(f"train.lora_target_modules must be a non-empty list of module names, not {self.lora_target_modules!r}")
+        if not all(isinstance(m, str) and m for m in self.lora_modules_to_save):
+            raise ConfigError(f"train.lora_modules_to_save must be a list of module names, not {self.lora_modules_to_save!r}")
+        if self.fgm_epsilon > 0 and self.lora_rank > 0:
+            raise ConfigError("train.fgm_epsilon needs trainable word embeddings, which train.lora_rank freezes: set one of them to 0")
+        if self.tapt_steps < 0:
+            raise ConfigError(f"train.tapt_steps must be >= 0 (0: off), not {self.tapt_steps}")
+        for name in ("tapt_batch_size", "unlabelled_max_texts"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"train.{name} must be >= 1, not {getattr(self, name)}")
+        if self.tapt_learning_rate <= 0:
+            raise ConfigError(f"train.tapt_learning_rate must be > 0, not {self.tapt_learning_rate}")
+        if not 0.0 < self.tapt_mlm_probability < 1.0:
+            raise ConfigError(f"train.tapt_mlm_probability must be in (0, 1), not {self.tapt_mlm_probability}")
+        if self.self_training_threshold != 0 and not 0.5 <= self.self_training_threshold < 1.0:
+            raise ConfigError(
+                f"train.self_training_threshold is 0 (off) or a calibrated probability in [0.5, 1), not {self.self_training_threshold}"
+            )
+        if not 0.0 < self.self_training_weight <= 1.0:
+            raise ConfigError(f"train.self_training_weight must be in (0, 1], not {self.self_training_weight}")
+
+    @property
+    def reads_unlabelled_texts(self) -> bool:
+        """Whether TAPT or self-training is on: only then does training read unlabelled news."""
+        return self.tapt_steps > 0 or self.self_training_threshold > 0
 
 
 @dataclass(frozen=True)
@@ -215,7 +287,14 @@ class GateParams:
     max_recall_drop: float = 0.03  # per class, challenger vs champion
     max_slice_drop: float = 0.05  # slice macro-F1, challenger vs champion
     min_slice_rows: int = 50  # smaller slices are reported but do not gate
-    max_ece: float = 0.1
+    # Test ECE of the calibrated probabilities (what the model serves). Calibrated models reach about
+    # 0.02: simulating a 3-class model as over-confident as the MiniLM champion, temperature scaling
+    # fitted on 954 dev rows gives a test ECE (2,388 rows, 15 bins) of 0.019 on average, 0.029 at the
+    # 99th percentile of 100 draws, where a perfectly calibrated model's sampling floor is 0.018 (0.025).
+    # 0.04 leaves 0.01 for a dev split that differs from the test set, and fails the uncalibrated
+    # champion (0.053) and any model whose calibration went wrong. The floor grows as 1/sqrt(rows):
+    # with data.max_eval_rows near 500 it is about 0.04 already, so raise the bound with it.
+    max_ece: float = 0.04
     behaviour_floors: dict[str, float] = field(
         default_factory=lambda: {"invariance": 0.9, "directional": 0.8, "minimum_functionality": 0.9}
     )
@@ -321,6 +400,44 @@ class DriftParams:
                 raise ConfigError(f"drift.{name} must be >= 0, not {getattr(self, name)}")
 
 
+# Label-free performance estimators (finsent.monitoring.estimate); the benchmark that chose among them
+# is bench/bench_estimation.py.
+ESTIMATION_METHODS: tuple[str, ...] = ("cbpe", "atc", "importance_weighting", "doubly_robust")
+
+
+@dataclass(frozen=True)
+class EstimateParams:
+    """Estimated accuracy and macro-F1 of each monitoring window before its labels arrive (see
+    finsent.monitoring.estimate): what ``monitor drift`` and ``monitor run`` report, and what the retrain
+    policy's ``estimated_drop`` reads."""
+
+    methods: list[str] = field(default_factory=lambda: list(ESTIMATION_METHODS))  # [] : no estimates
+    chosen: str = "cbpe"  # the estimate the policy and the dashboard use (cbpe when it cannot be computed); see estimate.py
+    level: float = 0.9  # coverage of each interval
+    draws: int = 400  # resampling draws behind each interval (fewer on very large windows; see estimate.py)
+    max_weight: float = 20.0  # importance weights above this are clipped (a few reference rows must not decide)
+    max_rows: int = 2000  # window rows embedded for the reference-based methods (a random sample beyond)
+    min_rows: int = 30  # fewer window rows: no estimate
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.methods) - set(ESTIMATION_METHODS))
+        if unknown:
+            raise ConfigError(f"estimate.methods: unknown {unknown}; allowed: {list(ESTIMATION_METHODS)}")
+        if self.chosen not in ESTIMATION_METHODS:
+            raise ConfigError(f"estimate.chosen must be one of {list(ESTIMATION_METHODS)}, not {self.chosen!r}")
+        if self.methods and self.chosen not in self.methods:
+            raise ConfigError(f"estimate.chosen ({self.chosen}) must be one of estimate.methods {self.methods}")
+        if not 0.5 <= self.level < 1.0:
+            raise ConfigError(f"estimate.level is an interval coverage in [0.5, 1), not {self.level}")
+        if self.max_weight <= 1.0:
+            raise ConfigError(f"estimate.max_weight must be > 1, not {self.max_weight}")
+        minimums = {"draws": 50, "max_rows": 50, "min_rows": 10}
+        low = {name: getattr(self, name) for name, least in minimums.items() if getattr(self, name) < least}
+        if low:
+            raise ConfigError(f"estimate: {low} below the minimums {minimums}")
+
+
 @dataclass(frozen=True)
 class RetrainPolicyParams:
     """When monitoring starts the training flow (see finsent.retrain_policy). Promotion is still the gate's."""
@@ -332,6 +449,13 @@ class RetrainPolicyParams:
     cooldown_hours: float = 24.0  # no retrain within this long after the last one
     min_new_labelled_rows: int = 0  # drift triggers only with at least this many newly labelled rows
     new_labels_trigger_rows: int | None = 2000  # retrain on this many new labelled rows alone; null: never
+    # The latest window's estimated accuracy (estimate.chosen) below the champion's test accuracy by at
+    # least this: reason estimated_drop (with min_window_rows and min_new_labelled_rows). null: never.
+    estimated_drop: float | None = 0.05
+    # A drop this large overrides the cool-down: realised on the window's labelled rows (reason
+    # accuracy_drop), or estimated with an interval no wider than override_max_interval. null: never.
+    override_drop: float | None = 0.1
+    override_max_interval: float = 0.08
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.signals) - set(DRIFT_SIGNALS))
@@ -343,6 +467,16 @@ class RetrainPolicyParams:
             raise ConfigError(f"retrain.min_new_labelled_rows must be >= 0, not {self.min_new_labelled_rows}")
         if self.new_labels_trigger_rows is not None and self.new_labels_trigger_rows < 1:
             raise ConfigError(f"retrain.new_labels_trigger_rows must be >= 1 or null (never), not {self.new_labels_trigger_rows}")
+        drops = {"estimated_drop": self.estimated_drop, "override_drop": self.override_drop}
+        bad = {k: v for k, v in drops.items() if v is not None and not 0 < v < 1}
+        if bad or not 0 < self.override_max_interval <= 1:
+            raise ConfigError(
+                f"retrain: estimated_drop and override_drop in (0, 1) or null, override_max_interval in (0, 1]; got {bad or self.override_max_interval}"
+            )
+        if self.estimated_drop is not None and self.override_drop is not None and self.override_drop <= self.estimated_drop:
+            raise ConfigError(
+                f"retrain.override_drop ({self.override_drop}) must be larger than retrain.estimated_drop ({self.estimated_drop})"
+            )
 
 
 @dataclass(frozen=True)
@@ -634,6 +768,53 @@ class TuneParams:
             raise ConfigError(f"tune.write_params_to must be a YAML file, not {self.write_params_to!r}")
 
 
+LABEL_STRATEGIES: tuple[str, ...] = ("uncertainty", "margin", "diverse", "drifted")  # finsent.labelling.select
+
+
+@dataclass(frozen=True)
+class LabelParams:
+    """Choosing stored news to label in Label Studio, and taking the labels back (finsent.labelling)."""
+
+    n: int = 200  # texts per export (`finsent label export --n`)
+    strategy: str = "uncertainty"  # uncertainty | margin | diverse | drifted (`--strategy`)
+    # The most recent unlabelled, never exported stored texts that one export scores with the champion.
+    # The forward pass is the cost: MiniLM embedded 2,000 texts in 75 s on this machine's 2 CPU cores
+    # under a load of 10 (other jobs running), so 10,000 take minutes on a busy CPU, seconds on a GPU.
+    max_candidates: int = 10000
+    diverse_pool_factor: int = 5  # diverse: k-center greedy over the n x this most uncertain candidates
+    drift_folds: int = 5  # drifted: each candidate is scored by a classifier fitted without it
+    min_agreement: float = 0.5  # import: the majority label needs this share of the votes, and more than any other
+    seed: int = 42  # tie-breaks between equal scores, and the drifted classifier's folds
+
+    def __post_init__(self) -> None:
+        if self.strategy not in LABEL_STRATEGIES:
+            raise ConfigError(f"label.strategy must be one of {', '.join(LABEL_STRATEGIES)}, not {self.strategy!r}")
+        minimums = {"n": 1, "max_candidates": 1, "diverse_pool_factor": 1, "drift_folds": 2}
+        low = {name: getattr(self, name) for name, least in minimums.items() if getattr(self, name) < least}
+        if low:
+            raise ConfigError(f"label: {low} too small (n, max_candidates, diverse_pool_factor >= 1; drift_folds >= 2)")
+        if not 0.0 < self.min_agreement <= 1.0:
+            raise ConfigError(f"label.min_agreement is a share of the votes in (0, 1], not {self.min_agreement}")
+
+
+@dataclass(frozen=True)
+class ExplainParams:
+    """``finsent explain`` and ``POST /v1/explain`` (finsent.explain): layer integrated gradients over the
+    word embeddings. bench/results/explain_cpu.json measured the time and the integration error."""
+
+    n_steps: int = 16  # points of the integral along the path: time grows with them, the error falls
+    internal_batch_size: int | None = None  # path points per forward/backward pass; None: all at once
+    top_k: int = 5  # words listed as the top words of an explanation
+    max_pending: int = 2  # the live service: explanations admitted at once (one runs, the others wait); past it 503
+
+    def __post_init__(self) -> None:
+        low = [f"explain.{name}" for name in ("n_steps", "top_k", "max_pending") if getattr(self, name) < 1]
+        if self.internal_batch_size is not None and self.internal_batch_size < 1:
+            low.append("explain.internal_batch_size (or null)")
+        if low:
+            raise ConfigError(f"{', '.join(low)} must be >= 1")
+
+
 @dataclass(frozen=True)
 class Params:
     data: DataParams = field(default_factory=DataParams)
@@ -645,11 +826,14 @@ class Params:
     monitor: MonitorParams = field(default_factory=MonitorParams)
     drift: DriftParams = field(default_factory=DriftParams)
     retrain: RetrainPolicyParams = field(default_factory=RetrainPolicyParams)
+    estimate: EstimateParams = field(default_factory=EstimateParams)
     augment: AugmentParams = field(default_factory=AugmentParams)
     schedule: ScheduleParams = field(default_factory=ScheduleParams)
     tune: TuneParams = field(default_factory=TuneParams)
     service: ServiceParams = field(default_factory=ServiceParams)
     alerts: AlertParams = field(default_factory=AlertParams)
+    label: LabelParams = field(default_factory=LabelParams)
+    explain: ExplainParams = field(default_factory=ExplainParams)
     workspace: WorkspaceParams = field(default_factory=WorkspaceParams)
     artifacts_dir: str = "artifacts"
 

@@ -93,6 +93,13 @@ class PreparedFiles:
     def dev_if_any(self) -> Path | None:
         return self.dev if self.dev.is_file() else None
 
+    @property
+    def unlabelled(self) -> Path:  # unlabelled news for TAPT and self-training, no dev or test text; absent without news
+        return self.dir / "unlabelled.csv"
+
+    def unlabelled_if_any(self) -> Path | None:
+        return self.unlabelled if self.unlabelled.is_file() else None
+
 
 @dataclass(frozen=True)
 class RunLayout:

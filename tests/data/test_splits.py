@@ -1,6 +1,7 @@
 """The dev split carved from TFNS training data, and the test set (TFNS validation) kept out of every
-training decision: not in the training rows, not in dev, not in what augmentation adds, and not able
-to change the trained weights or the weights the dev split selects."""
+training decision: not in the training rows, not in dev, not in what augmentation adds, not in the
+unlabelled news that task-adaptive pre-training and self-training read, and not able to change the
+trained weights or the weights the dev split selects."""
 
 from __future__ import annotations
 
@@ -13,15 +14,13 @@ import pytest
 import torch
 
 from finsent import augment
-
-from finsent.data import prepare
-
-from finsent.training import train
 from finsent.augment.overlap import EvalOverlapIndex
 from finsent.config import load_params, replace
+from finsent.data import prepare
 from finsent.data.frames import read_dataset
 from finsent.data.split import dev_split
 from finsent.data.validate import normalise_text
+from finsent.training import train
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -83,20 +82,109 @@ def test_test_labels_cannot_change_training_or_the_selected_weights(project, tin
     outcomes = []
     for root in (project, other):
         from finsent.data import versioning
-        p = replace(load_params(root / "params.yaml"), train={"base_model": str(tiny_model_dir), "epochs": 2.0, "progress": False, "learning_rate": 5e-3})
+
+        p = replace(
+            load_params(root / "params.yaml"),
+            train={"base_model": str(tiny_model_dir), "epochs": 2.0, "progress": False, "learning_rate": 5e-3},
+        )
         versioning.ensure_data(root, p.data, log=lambda *_: None)
         prepared = prepare.run(p.data, root, root / "artifacts" / "data")
         augmented = augment.run(p.augment, prepared.train_path, [prepared.dev_path, prepared.eval_path], root / "artifacts" / "aug.csv")
-        summary = train.run(dataclasses.replace(p.train, checkpoint_every_minutes=0.0), augmented.output, root / "artifacts" / "train", log=lambda _: None, dev_path=prepared.dev_path)
+        summary = train.run(
+            dataclasses.replace(p.train, checkpoint_every_minutes=0.0),
+            augmented.output,
+            root / "artifacts" / "train",
+            log=lambda _: None,
+            dev_path=prepared.dev_path,
+        )
         from transformers import AutoModelForSequenceClassification
 
         weights = AutoModelForSequenceClassification.from_pretrained(summary.model_dir).state_dict()
-        outcomes.append((read_dataset(augmented.output), read_dataset(prepared.dev_path), summary, weights, read_dataset(prepared.eval_path)))
+        outcomes.append(
+            (read_dataset(augmented.output), read_dataset(prepared.dev_path), summary, weights, read_dataset(prepared.eval_path))
+        )
 
     (train_a, dev_a, summary_a, weights_a, test_a), (train_b, dev_b, summary_b, weights_b, test_b) = outcomes
     assert not (test_a["label"].to_numpy() == test_b["label"].to_numpy()).all()  # the test sets do differ
     pd.testing.assert_frame_equal(train_a, train_b)
     pd.testing.assert_frame_equal(dev_a, dev_b)
     assert summary_a.dev_history == summary_b.dev_history and summary_a.selected == summary_b.selected
+    for name, tensor in weights_a.items():
+        assert torch.equal(tensor, weights_b[name]), name
+
+
+def fresh_news(n: int) -> list[str]:
+    """Unlabelled texts that are in no TFNS split."""
+    words = ["beats", "misses", "holds", "raises", "cuts"]
+    return [f"$ZZQ{i} {words[i % 5]} guidance in unscheduled update number {i}" for i in range(n)]
+
+
+def mangled(text: str) -> str:
+    """The same row as ``data`` sees it: another case, other spacing."""
+    return "  " + " ".join(text.upper().split()) + " "
+
+
+def test_the_unlabelled_pool_holds_no_copy_of_a_dev_or_test_row(splits, tfns_valid):
+    fresh = fresh_news(50)
+    news = (
+        fresh
+        + [mangled(t) for t in splits.dev["text"][:40]]
+        + [mangled(t) for t in tfns_valid["text"][:40]]
+        + list(splits.train["text"][:10])
+    )
+    pool = prepare.unlabelled_pool(news, [splits.train], [splits.dev, splits.test, tfns_valid])
+    assert pool.texts == fresh
+    assert not keys(pd.DataFrame({"text": pool.texts})) & (keys(splits.dev) | keys(tfns_valid))
+    assert pool.dropped_heldout == 80 and pool.dropped_labelled == 10
+
+
+def test_copies_of_dev_and_test_rows_in_the_news_cannot_change_tapt_self_training_or_the_weights(project, tiny_model_dir):
+    """The same project trained with TAPT and self-training on two news sets: one clean, one that also
+    holds copies of every dev and test row. The unlabelled pool, what TAPT and self-training report,
+    and the trained weights must be identical: no dev or test text reached them."""
+    from transformers import AutoModelForSequenceClassification
+
+    from finsent.data import versioning
+
+    train_settings = {
+        "base_model": str(tiny_model_dir),
+        "epochs": 1.0,
+        "progress": False,
+        "learning_rate": 5e-3,
+        "checkpoint_every_minutes": 0.0,
+        "tapt_steps": 6,
+        "tapt_batch_size": 8,
+        "self_training_threshold": 0.5,
+    }
+    p = replace(load_params(project / "params.yaml"), train=train_settings)
+    versioning.ensure_data(project, p.data, log=lambda *_: None)
+    clean = fresh_news(60)
+    first = prepare.run(p.data, project, project / "artifacts" / "probe")  # the dev and test rows of this project
+    heldout = read_dataset(first.dev_path)["text"].tolist() + read_dataset(first.eval_path)["text"].tolist()
+    dirty = [mangled(t) for t in heldout[:30]] + clean[:30] + heldout + clean[30:]  # before, among and after the clean news
+
+    outcomes = []
+    for name, news in (("clean", clean), ("dirty", dirty)):
+        out = project / "artifacts" / name
+        prepared = prepare.run(p.data, project, out / "data", news_texts=news)
+        augmented = augment.run(p.augment, prepared.train_path, [prepared.dev_path, prepared.eval_path], out / "aug.csv")
+        summary = train.run(
+            p.train,
+            augmented.output,
+            out / "train",
+            log=lambda _: None,
+            dev_path=prepared.dev_path,
+            unlabelled_path=prepared.unlabelled_path,
+        )
+        weights = AutoModelForSequenceClassification.from_pretrained(summary.model_dir).state_dict()
+        outcomes.append((prepared, pd.read_csv(prepared.unlabelled_path), summary, weights))
+
+    (prep_a, pool_a, summary_a, weights_a), (prep_b, pool_b, summary_b, weights_b) = outcomes
+    assert prep_a.unlabelled_dropped_heldout == 0 and prep_b.unlabelled_dropped_heldout == 30 + len(heldout)
+    pd.testing.assert_frame_equal(pool_a, pool_b)
+    assert pool_a["text"].tolist() == clean
+    assert summary_a.unlabelled_texts == len(clean) and summary_a.tapt["texts"] == summary_b.tapt["texts"]
+    assert summary_a.self_training["pseudo_labelled"] > 0 and summary_a.self_training == summary_b.self_training
+    assert summary_a.dev_history == summary_b.dev_history
     for name, tensor in weights_a.items():
         assert torch.equal(tensor, weights_b[name]), name

@@ -11,11 +11,9 @@ import pandas as pd
 import pytest
 from sqlalchemy import func, select
 
-from finsent.monitoring import history
-from finsent.monitoring.store import open_store
 from finsent.cli import main
 from finsent.config import MonitorParams
-from finsent.monitoring.store import predictions
+from finsent.monitoring.store import open_store, predictions
 
 pytestmark = pytest.mark.integration
 
@@ -71,7 +69,11 @@ def test_score_index_and_drift(project, tiny_model_dir, tfns_valid, tmp_path, ca
             root=str(project),
             overrides={
                 "train": {"base_model": str(tiny_model_dir), "epochs": 1.0, "progress": False, "learning_rate": 5e-3},
-                "gate": {"min_macro_f1": 0.0, "max_ece": 1.0, "behaviour_floors": {"invariance": 0.0, "directional": 0.0, "minimum_functionality": 0.0}},
+                "gate": {
+                    "min_macro_f1": 0.0,
+                    "max_ece": 1.0,
+                    "behaviour_floors": {"invariance": 0.0, "directional": 0.0, "minimum_functionality": 0.0},
+                },
             },
         )
     batch_file = news_batch(project, tfns_valid, tmp_path / "news.csv", rows=120)
@@ -116,3 +118,22 @@ def test_score_index_and_drift(project, tiny_model_dir, tfns_valid, tmp_path, ca
     assert run.data.tags["kind"] == "adhoc" and run.data.tags["champion.version"] == "1"
     assert client.get_experiment(run.info.experiment_id).name == "finsent-monitoring"
     assert stored_rows(project) == 120  # drift alone stores nothing
+
+    # Label-free estimates beside the verdict, under keys that say so: every method (the champion's dev
+    # split from its training run is the reference), each with an interval; the realised accuracy too,
+    # since this file is labelled; the chosen one in MLflow as estimated_accuracy.
+    estimated = out["estimated_performance"]
+    assert set(estimated["methods"]) == {"cbpe", "atc", "importance_weighting", "doubly_robust"}, estimated["skipped"]
+    assert estimated["chosen"] in estimated["methods"] and "not from labels" in estimated["note"]
+    for method, e in estimated["methods"].items():
+        assert e["accuracy_low"] <= e["estimated_accuracy"] <= e["accuracy_high"], method
+        assert e["macro_f1_low"] <= e["estimated_macro_f1"] <= e["macro_f1_high"], method
+        assert e["rows"] == 120 and (e["reference_rows"] >= 30 or method == "cbpe")
+    chosen = estimated["methods"][estimated["chosen"]]
+    assert estimated["realised"]["labelled_rows"] == 120 and 0 <= estimated["realised"]["accuracy"] <= 1
+    assert estimated["estimated_drop"] == pytest.approx(estimated["baseline_accuracy"] - chosen["estimated_accuracy"], abs=1e-5)
+    assert 0.5 <= estimated["domain_auc"] <= 1
+    assert run.data.metrics["estimated_accuracy"] == pytest.approx(chosen["estimated_accuracy"])
+    assert run.data.metrics["estimated_accuracy.cbpe"] == pytest.approx(estimated["methods"]["cbpe"]["estimated_accuracy"])
+    assert run.data.tags["estimate.chosen"] == estimated["chosen"]
+    assert json.loads((Path(out["paths"]["verdict_json"]).parent / "estimated_performance.json").read_text()) == estimated

@@ -11,15 +11,15 @@ import mlflow
 import pandas as pd
 import pytest
 from sqlalchemy import func, select
+from testkit.tiny_settings import training_overrides
 
-from finsent.monitoring import history
-from finsent.paths import RunLayout
-from finsent.monitoring.store import open_store
 from finsent.config import MonitorParams
+from finsent.monitoring import history
+from finsent.monitoring.store import batches, open_store, predictions
+from finsent.paths import RunLayout
+from finsent.registry.register import DEV_ARTIFACT
 from finsent.registry.versions import CHAMPION
 from finsent.tracking import RegistryError
-from finsent.monitoring.store import batches, predictions
-from testkit.tiny_settings import training_overrides
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_harness")]
 
@@ -108,6 +108,15 @@ def test_monitoring_scores_reports_drift_and_retrains_on_new_labels(project, tin
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "drift")}
     assert {"drift/verdict.json", "drift/drift_report.html", "drift/drift_report.json"} <= artifacts
 
+    # Label-free estimates of the window: in the summary, in MLflow, and read by the retrain policy.
+    estimated = summary.estimated_performance
+    assert summary.estimation_skipped is None and "cbpe" in estimated["methods"], estimated
+    chosen = estimated["methods"][estimated["chosen"]]
+    assert chosen["rows"] == 150 and chosen["accuracy_low"] <= chosen["estimated_accuracy"] <= chosen["accuracy_high"]
+    assert run.data.metrics["estimated_accuracy"] == pytest.approx(chosen["estimated_accuracy"])
+    assert summary.decision["inputs"]["performance"]["estimated_accuracy"] == pytest.approx(chosen["estimated_accuracy"])
+    assert summary.decision["inputs"]["performance"]["baseline_accuracy"] == pytest.approx(estimated["baseline_accuracy"])
+
     # The retrain policy fired on the new labels; the labelled rows became a data batch and the
     # training flow ran on it. Whether the new version is champion is the gate's call alone.
     assert summary.decision["should_retrain"] and "new_labels" in summary.decision["reasons"]
@@ -123,6 +132,9 @@ def test_monitoring_scores_reports_drift_and_retrains_on_new_labels(project, tin
     trained_on = pd.read_csv(mlflow.artifacts.download_artifacts(run_id=registration["run_id"], artifact_path="data/train.csv"))
     run_dir = client.get_run(registration["run_id"]).data.tags["run_dir"]
     dev = pd.read_csv(RunLayout(Path(run_dir)).prepared.dev)
+    # The dev split travels with the model: the label-free estimates' reference where run_dir is not on disk.
+    logged_dev = pd.read_csv(mlflow.artifacts.download_artifacts(run_id=registration["run_id"], artifact_path=DEV_ARTIFACT))
+    assert logged_dev["text"].tolist() == dev["text"].tolist()
     new_texts = set(pd.read_csv(added)["text"])
     # The new labels were trained on, but for those the dev split drew to judge the training.
     assert new_texts <= set(trained_on["text"]) | set(dev["text"])

@@ -7,12 +7,18 @@ reload shows what was scored since. The callbacks are plain functions of the sto
 (``page_view``, ``ticker_options``, ``headline_view``), tested without a browser; ``create_app`` wires
 them to the components. Every asset is served by the app itself, under ``requests_pathname_prefix``
 (no CDN), so the page calls only the server that sent it, whatever its host and port.
+
+With an ``explainer`` (``finsent dashboard --explain`` loads the champion for it), clicking a headline
+shows why the model gave it its class: its top words, and the headline with each word highlighted
+(``finsent.explain``). One explanation per click, never one per page load or per headline listed,
+since each runs the model ``explain.n_steps`` times.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import plotly.graph_objects as go
 from plotly.colors import qualitative
@@ -22,10 +28,14 @@ from sqlalchemy import Engine
 from finsent.dashboard import queries
 from finsent.dashboard.queries import DashboardQueryError
 
+if TYPE_CHECKING:  # the page itself needs no torch: only a dashboard started with --explain loads a model
+    from finsent.explain.attributions import Explanation
+
 DEFAULT_DAYS = 90  # the range a page opens with: the last 90 days that have texts
 TICKER_OPTIONS = 300  # tickers offered in the picker (the busiest of the range)
 TITLE = "finsent: market sentiment"
 HINT = "Click an alert in the list, or a day on the chart, to see the headlines behind it."
+EXPLAIN_HINT = "Click a headline to see which of its words made the model call it what it did."
 
 ALERT_COLUMNS: list[Any] = [  # DataTable column specs
     {"name": "day", "id": "day"},
@@ -186,11 +196,29 @@ def headline_view(
     return [], HINT
 
 
+def explanation_view(
+    explainer: Callable[[str], Explanation], active_cell: dict[str, Any] | None, rows: list[dict[str, Any]] | None, top_k: int = 5
+) -> tuple[str, str]:
+    """For the headline clicked in the headline table: a self-contained HTML page with its words
+    highlighted (for an iframe's ``srcdoc``), and a title naming its class and top words."""
+    from finsent.explain.html import explanation_html
+
+    rows = rows or []
+    row = active_cell.get("row") if active_cell else None
+    if not isinstance(row, int) or not 0 <= row < len(rows) or not str(rows[row].get("text") or "").strip():
+        return "", EXPLAIN_HINT
+    explanation = explainer(str(rows[row]["text"]))
+    top = ", ".join(f"“{w.word}”" for w in explanation.top_words(top_k)) or "none"
+    title = f"Why {explanation.label} (p = {explanation.probability:.2f}): top words {top}"
+    return explanation_html(explanation, top_k=top_k), title
+
+
 # --- the app ---------------------------------------------------------------------------------------------
 
 
-def layout(engine: Engine) -> Any:
-    """The page as it opens: the last ``DEFAULT_DAYS`` days with texts and the busiest ticker."""
+def layout(engine: Engine, explains: bool = False) -> Any:
+    """The page as it opens: the last ``DEFAULT_DAYS`` days with texts and the busiest ticker; with
+    ``explains``, a panel under the headlines for the explanation of the one clicked."""
     from dash import dcc, html
     from dash.dash_table.DataTable import DataTable
 
@@ -231,13 +259,28 @@ def layout(engine: Engine) -> Any:
             ),
             html.H3(HINT, id="headlines-title"),
             DataTable(id="headlines-table", columns=HEADLINE_COLUMNS, data=[], page_size=25, style_cell=cell),
+            *(
+                [
+                    html.H3(EXPLAIN_HINT, id="explanation-title"),
+                    html.Iframe(id="explanation", srcDoc="", style={"width": "100%", "height": "16em", "border": "none"}),
+                ]
+                if explains
+                else []
+            ),
         ],
         style={"margin": "1em 2em", "fontFamily": "sans-serif"},
     )
 
 
-def create_app(engine: Engine, *, requests_pathname_prefix: str = "/") -> Any:
-    """The Dash app over ``engine``; its Flask server is ``app.server`` (a WSGI app).
+def create_app(
+    engine: Engine,
+    *,
+    requests_pathname_prefix: str = "/",
+    explainer: Callable[[str], Explanation] | None = None,
+    top_k: int = 5,
+) -> Any:
+    """The Dash app over ``engine``; its Flask server is ``app.server`` (a WSGI app). With ``explainer``
+    (text -> explanation; the server calls it from several threads), a clicked headline is explained.
 
     ``requests_pathname_prefix`` is the path the app is served and reached under (``/``, or
     ``/sentiment/`` behind a proxy that forwards that path): the page's requests go to that path on
@@ -254,7 +297,7 @@ def create_app(engine: Engine, *, requests_pathname_prefix: str = "/") -> Any:
         serve_locally=True,
         update_title="",  # no "Updating..." in the tab while a callback runs
     )
-    app.layout = lambda: layout(engine)
+    app.layout = lambda: layout(engine, explains=explainer is not None)
 
     @app.callback(
         Output("tickers", "options"),
@@ -288,5 +331,17 @@ def create_app(engine: Engine, *, requests_pathname_prefix: str = "/") -> Any:
     )
     def _headlines(click_data, active_cell, alert_rows):
         return headline_view(engine, ctx.triggered_id, click_data, active_cell, alert_rows)
+
+    if explainer is not None:
+
+        @app.callback(
+            Output("explanation", "srcDoc"),
+            Output("explanation-title", "children"),
+            Input("headlines-table", "active_cell"),
+            State("headlines-table", "data"),
+            prevent_initial_call=True,
+        )
+        def _explanation(active_cell, rows):
+            return explanation_view(explainer, active_cell, rows, top_k)
 
     return app

@@ -7,7 +7,8 @@ records whatever the outcome.
 With a champion, the challenger must pass the absolute floor, beat the champion under a paired test
 (bootstrap CI of the macro-F1 gain, or McNemar on discordant rows), lose no class recall and no
 slice beyond a tolerance, stay within the ECE bound and pass the behaviour floors. Without one, the
-floor, ECE and behaviour checks alone decide.
+floor, ECE and behaviour checks alone decide. The probabilities judged are the ones the model serves
+(``eval/predictions.csv``: after the calibration saved with it), so the ECE bound is the calibrated one.
 """
 
 from __future__ import annotations

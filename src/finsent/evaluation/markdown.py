@@ -12,16 +12,28 @@ from collections.abc import Mapping
 from typing import Any
 
 from finsent import markdown as md
+from finsent.training.calibration import Calibration, CalibrationError
 from finsent.vocabulary import LABELS
 
-HEADLINE = (("macro_f1", "macro-F1"), ("accuracy", "accuracy"), ("weighted_f1", "weighted F1"), ("ece", "ECE (calibration error)"))
+HEADLINE = (
+    ("macro_f1", "macro-F1"),
+    ("accuracy", "accuracy"),
+    ("weighted_f1", "weighted F1"),
+    ("ece", "ECE (calibration error)"),
+    ("ece_uncalibrated", "ECE before calibration"),
+)
 PER_CLASS = ("precision", "recall", "f1", "support")
 
 
 def headline_rows(metrics: Mapping[str, Any], dev_macro_f1: float | None = None) -> list[tuple[str, str]]:
-    """(name, value) of the headline test metrics, then the dev macro-F1 of the weights kept when the
-    run had a dev split, and the number of test rows."""
+    """(name, value) of the headline test metrics, the calibration the model serves, then the dev
+    macro-F1 of the weights kept when the run had a dev split, and the number of test rows."""
     rows = [(name, md.number(metrics.get(key))) for key, name in HEADLINE]
+    if metrics.get("calibration") is not None:
+        try:
+            rows.append(("calibration (fitted on dev)", Calibration.from_dict(metrics["calibration"]).describe()))
+        except CalibrationError:
+            rows.append(("calibration (fitted on dev)", md.MISSING))
     if dev_macro_f1 is not None:
         rows.append(("dev macro-F1 (weights kept)", md.number(dev_macro_f1)))
     if metrics.get("rows") is not None:

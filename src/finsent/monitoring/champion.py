@@ -1,9 +1,10 @@
-"""The champion as the monitor sees it: a registry version loaded as a ``Scorer``, and its training
-rows as the drift reference."""
+"""The champion as the monitor sees it: a registry version loaded as a ``Scorer``, its training rows as
+the drift reference, and its dev split as the labelled reference of the label-free estimates."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,9 +14,10 @@ import pandas as pd
 from finsent import tracking
 from finsent.config import Params
 from finsent.data.frames import read_dataset
-from finsent.paths import Layout
+from finsent.files import atomic_path
+from finsent.paths import Layout, RunLayout
 from finsent.registry import versions
-from finsent.registry.register import REFERENCE_ARTIFACT
+from finsent.registry.register import DEV_ARTIFACT, REFERENCE_ARTIFACT
 from finsent.registry.versions import CHAMPION
 from finsent.tracking import RegistryError
 from finsent.training.score import Scorer
@@ -31,6 +33,8 @@ class Champion:
     scorer: Scorer
     baseline_macro_f1: float | None  # on the frozen evaluation set, from its training run
     data_md5: str | None
+    baseline_accuracy: float | None = None  # on the frozen evaluation set: what an estimated drop is measured from
+    run_dir: str | None = None  # its training run's folder (RunLayout), where the dev split was written
 
 
 def load_champion(p: Params, root: Path, alias: str = CHAMPION, client=None) -> Champion:
@@ -54,15 +58,34 @@ def load_version(p: Params, client, version: str) -> Champion:
     versions.check_artifacts(client, name, version)
     mv = versions.get_version(client, name, version)
     # Loaded through MLflow's own path (models-from-code), then reused as a plain Scorer so that
-    # scoring uses the monitor's batch size and the drift stage can reach the model and tokenizer.
+    # scoring uses the monitor's batch size and the drift stage can reach the model and tokenizer;
+    # the calibration saved with the version comes along, so the monitor writes calibrated probabilities.
     loaded = versions.load_pyfunc(f"models:/{name}/{version}").unwrap_python_model().scorer
-    scorer = Scorer(loaded.tokenizer, loaded.model, max_length=p.train.max_length, batch_size=p.monitor.batch_size, device=p.train.device)
-    baseline = data_md5 = None
+    scorer = Scorer(
+        loaded.tokenizer,
+        loaded.model,
+        max_length=p.train.max_length,
+        batch_size=p.monitor.batch_size,
+        device=p.train.device,
+        calibration=loaded.calibration,
+    )
+    baseline = data_md5 = accuracy = run_dir = None
     if mv.run_id:
         run = client.get_run(mv.run_id)
         baseline = run.data.metrics.get("macro_f1")
+        accuracy = run.data.metrics.get("accuracy")
         data_md5 = run.data.tags.get("data.dvc_md5")
-    return Champion(name=name, version=str(version), run_id=mv.run_id, scorer=scorer, baseline_macro_f1=baseline, data_md5=data_md5)
+        run_dir = run.data.tags.get("run_dir")
+    return Champion(
+        name=name,
+        version=str(version),
+        run_id=mv.run_id,
+        scorer=scorer,
+        baseline_macro_f1=baseline,
+        data_md5=data_md5,
+        baseline_accuracy=accuracy,
+        run_dir=run_dir,
+    )
 
 
 def reference_dir(p: Params, root: Path, champion: Champion) -> Path:
@@ -87,4 +110,35 @@ def champion_reference(champion: Champion, cache_dir: Path) -> pd.DataFrame:
                     f"(registered before monitoring logged it?): no drift reference ({exc.__class__.__name__})"
                 ) from exc
             os.replace(local, target)  # the download is complete: the rename publishes it whole
+    return read_dataset(target)[["text", "label"]]
+
+
+def champion_dev_reference(champion: Champion, cache_dir: Path) -> pd.DataFrame:
+    """The champion's dev split (text, label): held out from its training, labelled, the rows its
+    calibration was fitted on; the label-free estimates' reference. Kept in ``cache_dir``.
+
+    Found in its training run's folder (the ``run_dir`` tag the training flow sets), or as the run's
+    ``DEV_ARTIFACT`` (registration logs it; models registered before that have only the folder); a
+    ``RegistryError`` says when neither exists."""
+    import mlflow
+
+    target = Path(cache_dir) / "dev.csv"
+    if not target.is_file():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        local = RunLayout(Path(champion.run_dir)).prepared.dev if champion.run_dir else None
+        if local is not None and local.is_file():
+            with atomic_path(target) as tmp:
+                shutil.copyfile(local, tmp)
+        elif champion.run_id:
+            with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+                try:
+                    found = mlflow.artifacts.download_artifacts(run_id=champion.run_id, artifact_path=DEV_ARTIFACT, dst_path=tmp)
+                except Exception as exc:  # noqa: BLE001 - MlflowException or OSError: the artifact is not there
+                    raise RegistryError(
+                        f"{champion.name} v{champion.version}: no dev split (its run folder {champion.run_dir or '?'} is not here "
+                        f"and its run has no {DEV_ARTIFACT}): no reference for the weighted estimates"
+                    ) from exc
+                os.replace(found, target)
+        else:
+            raise RegistryError(f"{champion.name} v{champion.version} has no training run: no dev split for the weighted estimates")
     return read_dataset(target)[["text", "label"]]

@@ -41,6 +41,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from finsent import files
 from finsent.config import DRIFT_SIGNALS, DriftParams
 from finsent.errors import FinsentError
+from finsent.training.calibration import IDENTITY, Calibration
 from finsent.training.features import encode_texts, pad_batch, sorted_batches
 from finsent.vocabulary import CASHTAG, LABELS, URL
 
@@ -127,13 +128,16 @@ def champion_outputs(
     *,
     max_length: int = 128,
     batch_size: int = 64,
+    calibration: Calibration = IDENTITY,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Sentence embeddings (mean-pooled last hidden state) and class probabilities, in one forward pass."""
+    """Sentence embeddings (mean-pooled last hidden state) and class probabilities, in one forward pass;
+    the probabilities after ``calibration`` (the champion's, as its scorer serves them)."""
     encoded = encode_texts(tokenizer, texts, max_length)
     device = next(model.parameters()).device
     model.eval()
     embeddings = np.zeros((len(texts), model.config.hidden_size), dtype=np.float32)
     probs = np.zeros((len(texts), model.config.num_labels), dtype=np.float32)
+    logits = np.zeros((len(texts), model.config.num_labels), dtype=np.float32)
     for rows in sorted_batches(encoded.lengths, batch_size):
         input_ids, attention_mask = pad_batch(encoded, rows)
         input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
@@ -142,6 +146,9 @@ def champion_outputs(
         pooled = (out.hidden_states[-1].float() * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
         embeddings[rows] = pooled.cpu().numpy()
         probs[rows] = torch.softmax(out.logits.float(), dim=-1).cpu().numpy()
+        logits[rows] = out.logits.float().cpu().numpy()
+    if not calibration.is_identity:
+        probs = calibration.probabilities(logits).astype(np.float32)
     return embeddings, probs
 
 
@@ -421,10 +428,12 @@ def save_report(result: DriftResult, out_dir: str | Path) -> dict[str, str]:
     return paths
 
 
-def _outputs_key(model: PreTrainedModel, texts: list[str], max_length: int) -> str:
-    """Fingerprint of (model, texts, max_length): the config plus the output head's weights, which any
-    fine-tuning changes, so a cache written for another champion is never reused."""
+def _outputs_key(model: PreTrainedModel, texts: list[str], max_length: int, calibration: Calibration = IDENTITY) -> str:
+    """Fingerprint of (model, texts, max_length, calibration): the config plus the output head's weights,
+    which any fine-tuning changes, so a cache written for another champion is never reused."""
     digest = hashlib.sha256()
+    if not calibration.is_identity:  # uncalibrated: the key of old, so caches written before stay valid
+        digest.update(json.dumps([calibration.kind, calibration.temperature, calibration.weights, calibration.bias]).encode())
     digest.update(model.config.to_json_string().encode())
     for tensor in list(model.parameters())[-2:]:
         digest.update(tensor.detach().cpu().float().numpy().tobytes())
@@ -441,18 +450,19 @@ def cached_champion_outputs(
     *,
     max_length: int = 128,
     batch_size: int = 64,
+    calibration: Calibration = IDENTITY,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``champion_outputs``, read from or written to the ``.npz`` file ``cache`` when given.
 
     The reference (training data, fixed seed sample) is the same in every monitoring run of one champion,
     so its forward pass, half the stage's time, need only run once.
     """
-    key = _outputs_key(model, texts, max_length) if cache is not None else ""
+    key = _outputs_key(model, texts, max_length, calibration) if cache is not None else ""
     if cache is not None and Path(cache).is_file():
         with np.load(cache) as stored:
             if str(stored["key"]) == key:
                 return stored["embeddings"], stored["probs"]
-    embeddings, probs = champion_outputs(model, tokenizer, texts, max_length=max_length, batch_size=batch_size)
+    embeddings, probs = champion_outputs(model, tokenizer, texts, max_length=max_length, batch_size=batch_size, calibration=calibration)
     if cache is not None:
         with files.atomic_path(cache) as tmp:
             np.savez(tmp, key=np.array(key), embeddings=embeddings, probs=probs)
@@ -469,6 +479,7 @@ def run(
     tokenizer: PreTrainedTokenizerBase | None = None,
     baseline_macro_f1: float | None = None,
     reference_cache: str | Path | None = None,
+    calibration: Calibration = IDENTITY,
 ) -> DriftSummary:
     """Sample both sides, embed them with the champion, run the report, save it; returns the verdict.
 
@@ -476,6 +487,7 @@ def run(
     (``text``, and ``predicted``/``label`` as stored). Without a model, the embedding signal is skipped
     and predictions are only those already in the frames. ``reference_cache`` (an ``.npz`` path) keeps
     the champion's outputs on the reference sample between runs; a stale one is recomputed.
+    ``calibration``: the champion's (``scorer.calibration``), so its probabilities here are the ones it serves.
     """
     if (model is None) != (tokenizer is None):
         raise DriftError("pass both the champion model and its tokenizer, or neither")
@@ -485,7 +497,7 @@ def run(
     current = sample_rows(current, p.max_rows, p.seed)
     ref_emb = cur_emb = None
     if model is not None and tokenizer is not None:
-        kwargs = {"max_length": p.embedding_max_length, "batch_size": p.embedding_batch_size}
+        kwargs: dict[str, Any] = {"max_length": p.embedding_max_length, "batch_size": p.embedding_batch_size, "calibration": calibration}
         ref_texts = reference["text"].astype(str).tolist()
         ref_emb, ref_probs = cached_champion_outputs(model, tokenizer, ref_texts, reference_cache, **kwargs)
         cur_emb, cur_probs = champion_outputs(model, tokenizer, current["text"].astype(str).tolist(), **kwargs)

@@ -7,6 +7,7 @@ reads and writes them, and builds the retrain policy's inputs from them.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import asdict
 from datetime import UTC, datetime
 
 import pandas as pd
@@ -14,7 +15,7 @@ from sqlalchemy import CursorResult, Engine, func, insert, select, update
 
 from finsent import utc
 from finsent.config import Params
-from finsent.monitoring.retrain_policy import RetrainDecision, WindowVerdict, decide_retrain
+from finsent.monitoring.retrain_policy import RetrainDecision, WindowPerformance, WindowVerdict, decide_retrain
 from finsent.monitoring.store import drift_windows, label_exports, predictions, retrains
 
 MAX_MESSAGE_CHARS = 5000
@@ -144,17 +145,27 @@ def last_retrain_at(engine: Engine, client, p: Params) -> datetime | None:
     return max(times) if times else None
 
 
-def decide(p: Params, engine: Engine, client, now: datetime | None = None, *, scheduled: bool = False) -> tuple[RetrainDecision, dict]:
-    """The retrain policy on the stored window history; returns the decision and its inputs."""
+def decide(
+    p: Params,
+    engine: Engine,
+    client,
+    now: datetime | None = None,
+    *,
+    scheduled: bool = False,
+    performance: WindowPerformance | None = None,
+) -> tuple[RetrainDecision, dict]:
+    """The retrain policy on the stored window history and the latest window's ``performance``
+    (estimated and realised accuracy; the window just monitored); returns the decision and its inputs."""
     now = now or utc.now()
     history = read_windows(engine)
     last = last_retrain_at(engine, client, p)
     new_labelled = len(pending_labels(engine))
-    decision = decide_retrain(history, now, last, new_labelled, p.retrain, scheduled=scheduled)
+    decision = decide_retrain(history, now, last, new_labelled, p.retrain, scheduled=scheduled, performance=performance)
     inputs = {
         "now": now.isoformat(),
         "windows": len(history),
         "last_retrain_at": last.isoformat() if last else None,
         "new_labelled_rows": new_labelled,
+        "performance": asdict(performance) if performance is not None else None,
     }
     return decision, inputs

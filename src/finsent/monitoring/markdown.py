@@ -1,5 +1,6 @@
 """What a monitoring window found, as markdown for Prefect's UI: the rows scored and skipped per file,
-the drift verdict signal by signal, the sentiment alerts and the alert keys recorded, and the retrain
+the drift verdict signal by signal, the label-free estimates of accuracy and macro-F1 (beside the
+realised ones when labels came), the sentiment alerts and the alert keys recorded, and the retrain
 decision with its reasons.
 
 The monitoring flow publishes this text as an artifact; the flow holds no logic and the library never
@@ -71,6 +72,53 @@ def drift_markdown(verdict: Mapping[str, Any] | None, skipped_reason: str | None
     return "\n\n".join(parts)
 
 
+def _interval(low: object, high: object) -> str:
+    return f"[{md.number(low, 3)}, {md.number(high, 3)}]"
+
+
+def estimate_markdown(estimated: Mapping[str, Any] | None, skipped_reason: str | None = None, heading: str = "###") -> str:
+    """The label-free estimates: the chosen one with its drop from the champion's test accuracy, then each
+    method's accuracy and macro-F1 with their intervals, and the realised numbers when labels came."""
+    title = f"{heading} Estimated performance (no labels)"
+    if not estimated:
+        return f"{title}\n\nNot computed: {md.line(skipped_reason or 'no estimate')}"
+    methods: Mapping[str, Mapping[str, Any]] = estimated.get("methods") or {}
+    chosen = estimated.get("chosen")
+    parts = [title]
+    best = methods.get(chosen or "")
+    if best:
+        line = f"**estimated accuracy {md.number(best.get('estimated_accuracy'), 3)}** {_interval(best.get('accuracy_low'), best.get('accuracy_high'))} by {md.code(chosen)}"
+        if estimated.get("baseline_accuracy") is not None:
+            line += f"; the champion's test accuracy {md.number(estimated['baseline_accuracy'], 3)}, estimated drop {md.signed(estimated.get('estimated_drop'))}"
+        parts.append(line)
+    else:
+        parts.append("No estimate: too few rows.")
+    rows: list[list[object]] = [
+        [
+            f"{name} (chosen)" if name == chosen else name,
+            md.number(e.get("estimated_accuracy"), 3),
+            _interval(e.get("accuracy_low"), e.get("accuracy_high")),
+            md.number(e.get("estimated_macro_f1"), 3),
+            _interval(e.get("macro_f1_low"), e.get("macro_f1_high")),
+            e.get("rows"),
+            md.number(e.get("effective_rows"), 4) if e.get("effective_rows") is not None else "",
+        ]
+        for name, e in methods.items()
+    ]
+    rows += [[name, "not computed", "", "", "", None, why] for name, why in (estimated.get("skipped") or {}).items()]
+    if rows:
+        parts.append(
+            md.table(["method", "accuracy", "interval", "macro-F1", "interval", "rows", "effective reference rows / why not"], rows)
+        )
+    realised = estimated.get("realised")
+    if realised:
+        parts.append(
+            f"Realised on {realised.get('labelled_rows')} labelled rows: accuracy {md.number(realised.get('accuracy'), 3)}, "
+            f"macro-F1 {md.number(realised.get('macro_f1'), 3)}."
+        )
+    return "\n\n".join(parts)
+
+
 def alerts_markdown(alerts: Sequence[Mapping[str, Any]], recorded: Sequence[str], heading: str = "###") -> str:
     """The sentiment alerts of the window (ticker, day, change against the baseline) and the keys of the
     alerts recorded this time (an alert recorded by an earlier window is not recorded again)."""
@@ -126,6 +174,7 @@ def monitoring_markdown(summary: MonitoringSummary) -> str:
     parts.append(scoring_markdown(summary.scoring))
     if summary.status == "monitored":
         parts.append(drift_markdown(summary.drift, summary.drift_skipped))
+        parts.append(estimate_markdown(summary.estimated_performance, summary.estimation_skipped))
         parts.append(alerts_markdown((summary.sentiment or {}).get("alerts") or [], summary.alerts_recorded))
         parts.append(decision_markdown(summary.decision))
     if summary.retrain:

@@ -1,5 +1,6 @@
 """Monitoring results in MLflow: one run per window (or ad-hoc drift check) in ``<experiment>-monitoring``,
-with the drift verdict as tags and metrics and the reports as artifacts."""
+with the drift verdict and the label-free performance estimates as tags and metrics, and the reports as
+artifacts. Estimates are named ``estimated_*``: never to be read as accuracy measured on labels."""
 
 from __future__ import annotations
 
@@ -32,6 +33,30 @@ def verdict_tags_and_metrics(verdict: dict | None, skipped: str | None) -> tuple
         metrics[f"drift_{signal}_threshold"] = float(detail["threshold"])
         metrics[f"drift_{signal}_fired"] = float(bool(detail["fired"]))
         tags[f"drift.{signal}.fired"] = str(bool(detail["fired"])).lower()
+    return tags, metrics
+
+
+def estimate_tags_and_metrics(estimated: dict | None) -> tuple[dict[str, str], dict[str, float]]:
+    """MLflow tags and metrics of a window's label-free estimates: the chosen one as ``estimated_accuracy``
+    (with its interval), macro-F1 and drop, and every method's as ``estimated_accuracy.<method>``."""
+    if not estimated:
+        return {"estimate.chosen": "none"}, {}
+    chosen = estimated.get("chosen") or "none"
+    tags = {"estimate.chosen": chosen}
+    for method, why in (estimated.get("skipped") or {}).items():
+        tags[f"estimate.skipped.{method}"] = str(why)[:MAX_TAG_CHARS]
+    metrics: dict[str, float] = {}
+    for method, e in (estimated.get("methods") or {}).items():
+        metrics[f"estimated_accuracy.{method}"] = float(e["estimated_accuracy"])
+        metrics[f"estimated_macro_f1.{method}"] = float(e["estimated_macro_f1"])
+    best = (estimated.get("methods") or {}).get(chosen)
+    if best:
+        for key in ("estimated_accuracy", "accuracy_low", "accuracy_high", "estimated_macro_f1", "macro_f1_low", "macro_f1_high"):
+            name = key if key.startswith("estimated_") else f"estimated_{key}"
+            metrics[name] = float(best[key])
+    for key in ("estimated_drop", "domain_auc"):
+        if estimated.get(key) is not None:
+            metrics[key if key == "estimated_drop" else "estimate_domain_auc"] = float(estimated[key])
     return tags, metrics
 
 
@@ -68,9 +93,14 @@ def window_tags_and_metrics(
     alerts: int,
     decision,
     flow_run_id: str,
+    estimated: dict | None = None,
 ) -> tuple[dict[str, str], dict[str, float]]:
-    """Tags and metrics of one monitored window: the verdict's, plus what was scored and decided."""
+    """Tags and metrics of one monitored window: the verdict's and the estimates', plus what was scored
+    and decided."""
     tags, metrics = verdict_tags_and_metrics(verdict, skipped)
+    estimate_tags, estimate_metrics = estimate_tags_and_metrics(estimated)
+    tags.update(estimate_tags)
+    metrics.update(estimate_metrics)
     tags.update(
         {
             "kind": "window",
@@ -81,6 +111,7 @@ def window_tags_and_metrics(
             "alerts": str(alerts),
             "retrain.should": str(decision.should_retrain).lower(),
             "retrain.reasons": ",".join(decision.reasons),
+            "retrain.cooldown_overridden": str(decision.cooldown_overridden).lower(),
             "prefect.flow_run_id": flow_run_id,
         }
     )

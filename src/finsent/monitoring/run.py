@@ -1,10 +1,11 @@
 """One monitoring window, end to end: score the new news files with the champion -> drift against the
-champion's training rows -> sentiment index and alerts -> the window in the store's history -> the
-retrain policy's decision -> one MLflow run. Returns a ``MonitoringSummary``.
+champion's training rows -> label-free estimates of its accuracy -> sentiment index and alerts -> the
+window in the store's history -> the retrain policy's decision -> one MLflow run. Returns a
+``MonitoringSummary``.
 
 The Prefect monitoring flow (``flows/monitoring.py``) calls ``monitor_window`` between loading the
 champion and, when the policy fires, the retrain flow; ``finsent monitor drift`` calls the same
-``check_drift`` and ``log_drift_check`` on one file without storing anything.
+``check_drift`` and ``estimate_window`` on one file without storing anything.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TypedDict
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import Engine
 
@@ -22,11 +24,13 @@ from finsent import files, utc
 from finsent.config import MonitorParams, Params
 from finsent.data.frames import DataError
 from finsent.monitoring import alerts, batch, drift, history, report, sentiment_index
-from finsent.monitoring.champion import Champion, champion_reference, reference_dir
-from finsent.monitoring.retrain_policy import RetrainDecision
+from finsent.monitoring import estimate as est
+from finsent.monitoring.champion import Champion, champion_dev_reference, champion_reference, reference_dir
+from finsent.monitoring.retrain_policy import RetrainDecision, WindowPerformance
 from finsent.monitoring.store import find_batch, open_store, read_predictions
 from finsent.paths import Layout
 from finsent.tracking import RegistryError
+from finsent.vocabulary import PROBABILITY_COLUMNS
 
 BATCH_SUFFIXES = (".csv", ".jsonl", ".ndjson", ".json")
 
@@ -49,6 +53,8 @@ class MonitoringSummary:
     mlflow_run_id: str | None = None
     retrain: dict | None = None  # what the retrain flow did, when the decision fired
     alerts_recorded: list[str] = field(default_factory=list)  # keys of the alerts this window recorded (finsent alerts list)
+    estimated_performance: dict | None = None  # label-free estimates (estimate.Estimation.to_dict, and the drop)
+    estimation_skipped: str | None = None  # why no estimate was computed
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -140,6 +146,82 @@ def check_drift(p: Params, root: Path, champion: Champion, current: pd.DataFrame
         tokenizer=champion.scorer.tokenizer,
         baseline_macro_f1=champion.baseline_macro_f1,
         reference_cache=cache / "outputs.npz",
+        calibration=champion.scorer.calibration,
+    )
+
+
+# --- label-free estimates -------------------------------------------------------------------------
+
+
+def labelled_reference(p: Params, root: Path, champion: Champion) -> est.Reference:
+    """The champion's dev split with its calibrated probabilities and embeddings (cached per version)."""
+    cache = reference_dir(p, root, champion)
+    dev = champion_dev_reference(champion, cache)
+    dev = dev[dev["label"] >= 0].reset_index(drop=True)
+    embeddings, probs = drift.cached_champion_outputs(
+        champion.scorer.model,
+        champion.scorer.tokenizer,
+        dev["text"].astype(str).tolist(),
+        cache / "dev_outputs.npz",
+        max_length=p.drift.embedding_max_length,
+        batch_size=p.drift.embedding_batch_size,
+        calibration=champion.scorer.calibration,
+    )
+    return est.Reference(probs=probs, labels=dev["label"].to_numpy(), embeddings=embeddings)
+
+
+def estimate_window(p: Params, root: Path, champion: Champion, current: pd.DataFrame) -> dict:
+    """The label-free estimates of ``current`` (scored rows: ``text`` and the probability columns):
+    ``estimate.Estimation.to_dict()`` plus the champion's test accuracy, the estimated drop from it, and
+    the realised accuracy where the window has ``drift.min_labelled_rows`` labelled rows."""
+    probs = current[list(PROBABILITY_COLUMNS)].to_numpy(dtype=np.float64)
+    wanted = set(p.estimate.methods)
+    reference: est.Reference | None = None
+    no_reference = ""
+    if wanted & est.REFERENCE_METHODS:
+        try:
+            reference = labelled_reference(p, root, champion)
+        except RegistryError as exc:
+            no_reference = str(exc)
+    embeddings = None
+    if reference is not None and wanted & est.EMBEDDING_METHODS and len(current) >= p.estimate.min_rows:
+        sample = drift.sample_rows(current, p.estimate.max_rows, p.estimate.seed)
+        embeddings = drift.embed(
+            champion.scorer.model,
+            champion.scorer.tokenizer,
+            sample["text"].astype(str).tolist(),
+            max_length=p.drift.embedding_max_length,
+            batch_size=p.drift.embedding_batch_size,
+        )
+    estimation = est.estimate_performance(probs, p.estimate, reference=reference, current_embeddings=embeddings)
+    out = estimation.to_dict()
+    if no_reference:
+        out["skipped"] = {m: (no_reference if m in est.REFERENCE_METHODS else why) for m, why in out["skipped"].items()}
+    chosen = estimation.chosen_estimate
+    baseline = champion.baseline_accuracy
+    out["baseline_accuracy"] = baseline
+    out["estimated_drop"] = None if chosen is None or baseline is None else round(baseline - chosen.estimated_accuracy, 6)
+    labelled = current[current["label"] >= 0] if "label" in current.columns else current.iloc[0:0]
+    out["realised"] = None
+    if len(labelled) >= p.drift.min_labelled_rows:
+        accuracy, macro_f1 = est.realised(labelled["label"].to_numpy(), labelled[list(PROBABILITY_COLUMNS)].to_numpy().argmax(axis=1))
+        out["realised"] = {"accuracy": round(accuracy, 6), "macro_f1": round(macro_f1, 6), "labelled_rows": len(labelled)}
+    return out
+
+
+def window_performance(estimated: dict | None, verdict: dict | None, rows: int, baseline_accuracy: float | None) -> WindowPerformance:
+    """What the retrain policy reads of the latest window: its chosen estimate and realised accuracy."""
+    chosen = ((estimated or {}).get("methods") or {}).get((estimated or {}).get("chosen") or "")
+    realised = ((verdict or {}).get("details") or {}).get("performance") or {}
+    return WindowPerformance(
+        rows=rows,
+        baseline_accuracy=baseline_accuracy,
+        estimate_method=(estimated or {}).get("chosen") if chosen else None,
+        estimated_accuracy=chosen["estimated_accuracy"] if chosen else None,
+        estimated_low=chosen["accuracy_low"] if chosen else None,
+        estimated_high=chosen["accuracy_high"] if chosen else None,
+        realised_accuracy=realised.get("accuracy"),
+        labelled_rows=int(realised.get("labelled_rows") or 0),
     )
 
 
@@ -152,12 +234,16 @@ def drift_check_file(p: Params, root: Path, client, champion: Champion, file: Pa
         summary = check_drift(p, root, champion, current, out_dir)
     except drift.DriftError as exc:
         raise DataError(f"{file}: {exc}") from exc
+    estimated = estimate_window(p, root, champion, current)
+    files.write_json(out_dir / "estimated_performance.json", estimated)
     tags, metrics = report.verdict_tags_and_metrics(summary.verdict, None)
-    tags.update({"kind": "adhoc", "file": str(file), "model_name": champion.name, "champion.version": champion.version})
-    metrics.update({"window_rows": float(len(current)), "rows_skipped": float(news.rows_skipped)})
+    estimate_tags, estimate_metrics = report.estimate_tags_and_metrics(estimated)
+    tags.update({"kind": "adhoc", "file": str(file), "model_name": champion.name, "champion.version": champion.version, **estimate_tags})
+    metrics.update({"window_rows": float(len(current)), "rows_skipped": float(news.rows_skipped), **estimate_metrics})
     run_id = report.log_monitoring_run(client, p, root, run_name=f"drift-{out_dir.name}", tags=tags, metrics=metrics, artifact_dir=out_dir)
     return {
         "verdict": summary.verdict,
+        "estimated_performance": estimated,
         "paths": summary.paths,
         "rows_skipped": news.skipped,
         "champion_version": champion.version,
@@ -192,6 +278,13 @@ def monitor_window(
     except (drift.DriftError, RegistryError) as exc:  # too few rows, no reference: scoring and the index still stand
         drift_skipped = str(exc)
         log(f"drift not computed: {exc}")
+    estimated, estimation_skipped = None, None
+    try:
+        estimated = estimate_window(p, root, champion, window)
+        files.write_json(out_dir / "estimated_performance.json", estimated)
+    except est.EstimationError as exc:  # probabilities that cannot be read: scoring, drift and the index still stand
+        estimation_skipped = str(exc)
+        log(f"performance not estimated: {exc}")
     index = sentiment_index.run(p.monitor, engine, out_dir / "index", start=lookback_start(window, p.monitor))
     for alert in index.alerts:
         log(
@@ -224,7 +317,8 @@ def monitor_window(
         rows=len(window),
     )
     alerts.deliver_logged(engine, p.alerts, log=log)  # a webhook that is down leaves its deliveries pending
-    decision, inputs = history.decide(p, engine, client, window_end)
+    performance = window_performance(estimated, drifted.verdict if drifted else None, len(window), champion.baseline_accuracy)
+    decision, inputs = history.decide(p, engine, client, window_end, performance=performance)
     decision_record = decision_dict(decision, inputs)
     files.write_json(out_dir / "decision.json", decision_record)
     log(f"retrain decision: {decision.should_retrain} {decision.reasons}; " + "; ".join(decision.explanation))
@@ -240,6 +334,7 @@ def monitor_window(
         alerts=len(index.alerts),
         decision=decision,
         flow_run_id=flow_run_id,
+        estimated=estimated,
     )
     run_id = report.log_monitoring_run(client, p, root, run_name=f"window-{out_dir.name}", tags=tags, metrics=metrics, artifact_dir=out_dir)
     if window_id is not None:
@@ -247,7 +342,8 @@ def monitor_window(
     summary = MonitoringSummary(
         status="monitored",
         message=f"scored {sum(s.rows_scored for s in scored)} rows from {len(batch_ids)} file(s); "
-        f"drift: {drifted.verdict['signals_fired'] if drifted else 'not computed'}; retrain: {decision.should_retrain}",
+        f"drift: {drifted.verdict['signals_fired'] if drifted else 'not computed'}; "
+        f"estimated accuracy: {_estimate_text(estimated)}; retrain: {decision.should_retrain}",
         window_rows=len(window),
         drift=drifted.verdict if drifted else None,
         drift_skipped=drift_skipped,
@@ -256,6 +352,8 @@ def monitor_window(
         decision=decision_record,
         mlflow_run_id=run_id,
         alerts_recorded=[r["key"] for r in recorded],
+        estimated_performance=estimated,
+        estimation_skipped=estimation_skipped,
         **base,
     )
     files.write_json(out_dir / "summary.json", summary.to_dict())
@@ -263,6 +361,13 @@ def monitor_window(
 
     workspace.record_window(p, root, out_dir, log=log)  # model health in `finsent ui`; a failure is only logged
     return summary
+
+
+def _estimate_text(estimated: dict | None) -> str:
+    chosen = ((estimated or {}).get("methods") or {}).get((estimated or {}).get("chosen") or "")
+    if not chosen:
+        return "not computed"
+    return f"{chosen['estimated_accuracy']:.3f} [{chosen['accuracy_low']:.3f}, {chosen['accuracy_high']:.3f}] ({estimated['chosen']})"  # type: ignore[index]
 
 
 def record_retrain(client, summary: MonitoringSummary, retrained: dict | None, *, failed: bool = False) -> MonitoringSummary:

@@ -9,6 +9,9 @@ at scale. The whole schema is here:
   monitored window, with the signals that fired: what the retrain policy confirms drift over),
   ``label_exports`` (which scored batches had their labels handed to training, so that a label is
   counted and versioned once) and ``retrains`` (each retraining started, for the cool-down and audit).
+- ``label_tasks``: each text handed to people to label (``finsent label export``), keyed by its text key
+  (``finsent.labelling.keys``: a hash of the text as ``data`` compares texts), with when, by which
+  strategy and score: a text is offered for labelling once.
 - ``news_items``: the key of every item posted to the service's ``/v1/news`` (the client's id, or a
   hash of the content), unique, so that a retried or concurrent post of the same item is stored once.
 - ``alerts`` (one row per alert, unique by ``key``: one per ticker and day, per drift window, per
@@ -60,7 +63,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
 from finsent import utc
-from finsent.config import MonitorParams
+from finsent.config import MonitorParams, TrainParams
 from finsent.errors import FinsentError
 from finsent.paths import resolve_url, shown_url, sqlite_path
 from finsent.vocabulary import LABELS, PROBABILITY_COLUMNS
@@ -152,6 +155,19 @@ label_exports = Table(
     Column("status", String(16), nullable=False),  # added | rejected
     Column("data_batch", String(256), nullable=True),  # name under data/batches when added
     Column("rows", Integer, nullable=False),
+)
+
+label_tasks = Table(
+    "label_tasks",
+    metadata,
+    Column("text_key", String(80), primary_key=True),  # "sha256:<hex>" of the normalised text
+    Column("prediction_id", BigInteger().with_variant(Integer, "sqlite"), nullable=True),  # the stored row exported
+    Column("exported_at", DateTime, nullable=False, index=True),  # naive UTC
+    Column("strategy", String(16), nullable=False),  # config.LABEL_STRATEGIES
+    Column("score", Float, nullable=False),  # the strategy's score when it was chosen
+    Column("model_name", String(256), nullable=False),
+    Column("model_version", String(64), nullable=False),
+    Column("out_dir", String(1024), nullable=False),  # where its task files were written
 )
 
 retrains = Table(
@@ -449,6 +465,24 @@ def read_predictions(
     for name in PROBABILITY_COLUMNS:
         df[name] = df[name].astype("float64")
     return _utc_frame(df, ("published_at", "scored_at"))
+
+
+def recent_news_texts(engine: Engine, limit: int) -> list[str]:
+    """The texts of the ``limit`` most recently published predictions, oldest first: the unlabelled news
+    that task-adaptive pre-training and self-training read (training drops copies of its own rows and
+    of the dev and test rows). One column and a bound, so a store of millions of rows is not loaded."""
+    query = select(predictions.c.text).order_by(predictions.c.published_at.desc(), predictions.c.id.desc()).limit(limit)
+    with engine.connect() as conn:
+        texts = [row[0] for row in conn.execute(query)]
+    return texts[::-1]
+
+
+def news_for_training(train: TrainParams, monitor: MonitorParams, root: str | Path) -> list[str] | None:
+    """The store's recent news for TAPT and self-training (``train.unlabelled_max_texts`` of them), or
+    None when neither is on: the store is then not opened at all."""
+    if not train.reads_unlabelled_texts:
+        return None
+    return recent_news_texts(open_store(monitor, root), train.unlabelled_max_texts)
 
 
 def read_batches(engine: Engine) -> pd.DataFrame:

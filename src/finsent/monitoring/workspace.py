@@ -8,7 +8,9 @@ project per registered model, named after ``register.model_name``, found or crea
 Each window (a folder ``artifacts/monitoring/runs/<start time>``) adds, stamped with its start time:
 - ``health``: a small report of the numbers the dashboard plots (``HEALTH``, below), built from the
   window's ``summary.json``: each drift signal's value and threshold, the share of signals that fired,
-  the predicted class shares, the rows scored, and accuracy and macro-F1 when labels arrived;
+  the predicted class shares, the rows scored, accuracy and macro-F1 when labels arrived, and beside them
+  the label-free estimates of both (``estimated_performance`` of the summary: the chosen method's, with
+  the accuracy interval), which every window has;
 - ``drift`` and ``performance``: the window's own Evidently reports (``drift/*_snapshot.json``, written by
   ``drift.save_report``), to browse in the UI; only with ``workspace.full_reports``.
 Each snapshot is tagged ``finsent-<kind>`` and ``window-<folder>``, with the same two in its metadata, so a
@@ -18,9 +20,9 @@ How the dashboard reads the numbers: an Evidently 0.7 panel selects values by me
 (``PanelMetric(metric=..., metric_labels=...)``), and a label is a metric parameter. So each number is one
 ``FinsentValue(series=<key>)`` metric over a one-row dataset holding the window's numbers, and each panel
 line is ``PanelMetric(metric="FinsentValue", metric_labels={"series": <key>}, tags=["finsent-health"])``.
-``HEALTH`` lists the panels; each ``Series`` says where its number comes from. A new number (for example
-an estimated accuracy for windows without labels) is one more ``Series`` in a panel's list: it reaches the
-health report, the dashboard and ``backfill`` with no other change (``QUALITY`` is where an estimate goes).
+``HEALTH`` lists the panels; each ``Series`` says where its number comes from. A new number is one more
+``Series`` in a panel's list: it reaches the health report, the dashboard and ``backfill`` with no other
+change (the estimates are the ``estimate.*`` series of ``QUALITY``).
 
 The panels live in the dashboard tab ``TAB``, which finsent owns: ``ensure_dashboard`` makes that tab
 match ``HEALTH`` exactly (adding, updating or removing its panels, by title) and leaves other tabs alone,
@@ -248,13 +250,28 @@ ROWS = Panel(
         Series("rows.labelled", "labelled (used for accuracy)", _signal_value("performance", "labelled_rows")),
     ),
 )
-# Realised quality, where labels arrived (at least drift.min_labelled_rows in the window). An estimate
-# for windows without labels is one more Series here, e.g.
-# Series("quality.estimated_accuracy", "estimated accuracy", read_estimate), whose reader takes it from
-# the window's files.
+
+
+def _estimate_value(field_name: str) -> Reader:
+    """A number of the window's chosen label-free estimate (``MonitoringSummary.estimated_performance``)."""
+
+    def read(w: Window) -> float | None:
+        estimated = w.summary.get("estimated_performance") or {}
+        chosen = (estimated.get("methods") or {}).get(estimated.get("chosen") or "") or {}
+        return _number(chosen.get(field_name))
+
+    return read
+
+
+# Realised quality, where labels arrived (at least drift.min_labelled_rows in the window), and beside it
+# the label-free estimate of every window (estimate.chosen), the accuracy with its interval.
 QUALITY: tuple[Series, ...] = (
     Series("quality.accuracy", "accuracy (labelled rows)", _signal_value("performance", "accuracy")),
     Series("quality.macro_f1", "macro-F1 (labelled rows)", _signal_value("performance", "value")),
+    Series("estimate.accuracy", "estimated accuracy (no labels)", _estimate_value("estimated_accuracy")),
+    Series("estimate.accuracy_low", "estimated accuracy: interval low", _estimate_value("accuracy_low")),
+    Series("estimate.accuracy_high", "estimated accuracy: interval high", _estimate_value("accuracy_high")),
+    Series("estimate.macro_f1", "estimated macro-F1 (no labels)", _estimate_value("estimated_macro_f1")),
 )
 DESCRIPTORS = Panel(
     title="Text descriptors: drift of each",
@@ -272,7 +289,11 @@ def health_panels(quality: Sequence[Series] = QUALITY) -> list[Panel]:
     return [
         LAST_WINDOW,
         SIGNALS_FIRED,
-        Panel("Realised accuracy and macro-F1", tuple(quality), description="windows with labelled rows only"),
+        Panel(
+            "Accuracy and macro-F1: realised and estimated",
+            tuple(quality),
+            description="realised on windows with labelled rows; estimated without labels on every window (estimate.chosen)",
+        ),
         *(signal_panel(name) for name in DRIFT_SIGNALS),
         DESCRIPTORS,
         CLASS_SHARES,

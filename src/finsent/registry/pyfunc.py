@@ -1,6 +1,10 @@
 """The MLflow pyfunc wrapper: what ``mlflow.pyfunc.load_model("models:/finsent-sentiment@champion")``
 returns. Input: a DataFrame with a ``text`` column (or a list of strings). Output: one row per text
-with the class probabilities and the predicted label."""
+with the class probabilities and the predicted label.
+
+The probabilities are calibrated: the ``model`` artifact is the whole saved model folder, its
+``calibration.json`` included, and ``Scorer.from_dir`` applies it (a version logged before calibration
+existed has none and serves its raw softmax, as it always did)."""
 
 from __future__ import annotations
 
@@ -22,7 +26,7 @@ def probabilities_frame(probs) -> pd.DataFrame:
 
 
 class SentimentModel(mlflow.pyfunc.PythonModel):
-    """Loads the saved transformers model from the ``model`` artifact; no hub access."""
+    """Loads the saved transformers model and its calibration from the ``model`` artifact; no hub access."""
 
     def load_context(self, context) -> None:
         from finsent.training.score import Scorer

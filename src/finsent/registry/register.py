@@ -31,6 +31,9 @@ SEQ_DIGITS = 10  # zero-padded so that tag order is decision order
 MAX_TAG_CHARS = 5000  # MLflow allows 8000 per tag value
 # Gate numbers copied into the audit log; the whole record is the decision.json artifact.
 REFERENCE_ARTIFACT = "data/train.csv"  # the training rows, logged with every model: the drift reference
+# The dev split (held out, labelled, what the calibration was fitted on), logged beside them when the run
+# had one: the reference of the label-free performance estimates, wherever the model is loaded.
+DEV_ARTIFACT = "data/dev.csv"
 HEADLINE_NUMBERS = ("macro_f1", "macro_f1_champion", "gain", "gain_ci_low", "gain_ci_high", "p_value", "ece")
 WRITE_ATTEMPTS = 5  # SQLite answers "database is locked" while another process writes
 
@@ -230,6 +233,9 @@ def run(
         mlflow.log_dict(behaviour.to_dict(), "behaviour.json")
         mlflow.log_dict(validation_summary, "validation.json")
         mlflow.log_artifact(str(training_rows(train_dir)), str(Path(REFERENCE_ARTIFACT).parent))
+        dev_rows = RunLayout(Path(train_dir).parent).prepared.dev_if_any()
+        if dev_rows is not None:
+            mlflow.log_artifact(str(dev_rows), str(Path(DEV_ARTIFACT).parent))
         info = pyfunc.log_model(model_dir, p.register.model_name)
         version = str(info.registered_model_version)
 

@@ -1,11 +1,17 @@
-"""The HTTP routes of ``finsent api`` (FastAPI): scoring, news ingest, the sentiment index, alerts,
-health, readiness and Prometheus metrics.
+"""The HTTP routes of ``finsent api`` (FastAPI): scoring, explanations, news ingest, the sentiment
+index, alerts, health, readiness and Prometheus metrics.
 
 Limits are checked before any work: a body over ``service.max_body_bytes`` is refused while it is
 read (413), more texts than ``service.max_texts_per_request`` or a text over ``monitor.max_text_chars``
 is 413, a malformed body 422 (without echoing the input back). A full queue or no model yet is 503 with
 ``Retry-After``; a store that is down is 503 naming the store. Anything unexpected is a 500 whose body
 says only that; its traceback goes to the service's log, never to the client.
+
+An explanation (``POST /v1/explain``) runs the model about ``explain.n_steps`` times forward and back,
+so it never goes through the scoring batcher: it runs on a worker thread, on a private copy of the
+model the follower holds (made once per version: Captum hooks the embedding layer while it runs), one
+at a time; at most ``explain.max_pending`` are admitted at once and the next is answered 503 with
+``Retry-After``, so a burst of explanations cannot pile up behind each other.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from finsent import tracking, utc
 from finsent.config import Params
 from finsent.errors import FinsentError
+from finsent.explain.attributions import Explanation, explain, private_copy
 from finsent.monitoring import alerts, sentiment_index, store, webhooks
 from finsent.monitoring.champion import load_version
 from finsent.monitoring.store import StoreError, open_store, read_predictions
@@ -43,6 +50,7 @@ from finsent.service import ingest
 from finsent.service.batcher import Batcher, BatcherStopped, QueueFull, Scored
 from finsent.service.follower import ChampionFollower, Loaded
 from finsent.service.metrics import CONTENT_TYPE, ServiceMetrics
+from finsent.training.score import Scorer
 from finsent.vocabulary import LABELS
 
 log = logging.getLogger("finsent.service")
@@ -68,6 +76,36 @@ class PredictResponse(BaseModel):
     model_name: str
     model_version: str
     predictions: list[Prediction]
+
+
+class ExplainRequest(BaseModel):
+    text: str
+    top_k: int | None = Field(default=None, ge=1, le=100, description="top words listed (default explain.top_k)")
+
+
+class ExplainedWord(BaseModel):
+    word: str
+    start: int = Field(description="character offset of the word in the text")
+    end: int
+    score: float = Field(description="attribution toward the label: > 0 pushes toward it, < 0 against it")
+    tokens: int = Field(description="model tokens the word was read as (0: cut off by the model's length limit)")
+
+
+class ExplainResponse(BaseModel):
+    model_name: str
+    model_version: str
+    text: str
+    label: str = Field(description="the class explained: the predicted one")
+    predicted: str
+    probability: float = Field(description="the label's (calibrated) probability")
+    probabilities: dict[str, float]
+    words: list[ExplainedWord] = Field(description="the whitespace words of the text, in order")
+    top_words: list[str] = Field(description="the words that push most toward the label, strongest first")
+    baseline_gap: float = Field(description="the label's probability on the text minus on an all-[PAD] baseline: what the scores add up to")
+    convergence_delta: float = Field(description="sum of the scores minus baseline_gap: the integration error")
+    relative_delta: float | None = Field(description="|convergence_delta| / |baseline_gap| (null when the gap is 0)")
+    n_steps: int
+    truncated: bool = Field(description="the text is longer than the model reads; the words past the limit score 0")
 
 
 class NewsItem(BaseModel):
@@ -123,6 +161,9 @@ class Service:
     store_error: str | None = None
     delivery_wanted: asyncio.Event = field(default_factory=asyncio.Event)
     _engine_lock: threading.Lock = field(default_factory=threading.Lock)
+    explaining: asyncio.Lock = field(default_factory=asyncio.Lock)  # one explanation runs at a time
+    explain_pending: int = 0  # admitted explanations (running or waiting): read and written on the event loop only
+    _explainer: tuple[str, Scorer] | None = None  # (version, its private copy), on the explanation thread only
 
     def engine(self) -> Engine:
         """The predictions store, opened on first use (the service starts and scores without it), once:
@@ -143,6 +184,24 @@ class Service:
         if loaded is None:
             raise NotReady(self.follower.load_error or self.follower.poll_error or "the champion is still loading")
         return loaded.champion.scorer.predict_proba(texts), loaded.champion.name, loaded.version
+
+    def explain_text(self, text: str) -> tuple[str, Explanation]:
+        """On a worker thread, one at a time: the explanation by the model current when it starts, on a
+        private copy of it (made when the version changes), so scoring on the batcher goes on untouched."""
+        loaded = self.follower.current
+        if loaded is None:
+            raise NotReady(self.follower.load_error or self.follower.poll_error or "the champion is still loading")
+        if self._explainer is None or self._explainer[0] != loaded.version:
+            self._explainer = None  # the old copy goes before the new one is made: one extra model in memory at most
+            self._explainer = (loaded.version, private_copy(loaded.champion.scorer))
+        explained = explain(
+            self._explainer[1],
+            text,
+            n_steps=self.p.explain.n_steps,
+            internal_batch_size=self.p.explain.internal_batch_size,
+            model_version=loaded.version,
+        )
+        return loaded.champion.name, explained
 
 
 class NotReady(FinsentError):
@@ -377,6 +436,37 @@ def create_app(p: Params, root: str | Path, *, follower: ChampionFollower | None
             model_version=scored.model_version,
             predictions=[Prediction(**ingest.prediction(row, scored.model_version)) for row in scored.probabilities],
         )
+
+    @app.post(
+        "/v1/explain",
+        response_model=ExplainResponse,
+        responses=ERRORS,
+        summary="Why the model gives a text its class: each word's attribution (integrated gradients)",
+    )
+    async def explain_route(body: ExplainRequest) -> ExplainResponse:
+        text, limit, retry = body.text, p.monitor.max_text_chars, p.service.retry_after_s
+        if not text.strip():
+            raise _error(422, "text is empty")
+        if len(text) > limit:
+            raise _error(413, f"the text has {len(text)} characters; the limit is {limit} (monitor.max_text_chars)")
+        if service.follower.current is None:
+            raise _error(
+                503,
+                f"no model loaded yet: {service.follower.load_error or service.follower.poll_error or 'the champion is loading'}",
+                retry,
+            )
+        if service.explain_pending >= p.explain.max_pending:
+            metrics.explain_rejected.inc()
+            raise _error(503, f"busy: {service.explain_pending} explanations admitted (explain.max_pending); retry later", retry)
+        service.explain_pending += 1
+        try:
+            async with service.explaining:
+                name, explained = await run_in_threadpool(service.explain_text, text)
+        except NotReady as exc:
+            raise _error(503, str(exc), retry) from exc
+        finally:
+            service.explain_pending -= 1
+        return ExplainResponse(model_name=name, **explained.to_dict(top_k=body.top_k or p.explain.top_k))
 
     @app.post(
         "/v1/news", response_model=NewsResponse, responses=ERRORS, dependencies=[Depends(writer)], summary="Score and store news items"

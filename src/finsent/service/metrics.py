@@ -47,6 +47,9 @@ class ServiceMetrics:
         )
         self.news_items = Counter("finsent_news_items", "Items posted to /v1/news, by outcome", ["status"], registry=r)
         self.alerts = Counter("finsent_alerts_recorded", "Alerts recorded by ingests", registry=r)
+        self.explain_rejected = Counter(
+            "finsent_explain_rejections", "Explanations refused with 503 because explain.max_pending were admitted", registry=r
+        )
 
     def set_model(self, name: str, version: str) -> None:
         self.model.info({"name": name, "version": version})

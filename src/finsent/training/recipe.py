@@ -2,9 +2,10 @@
 
 Each is a small function of tensors or of the model's parameter names, so the loop stays readable and
 each piece is tested on its own: layer-wise learning-rate decay, the schedule, the loss (class
-weights, label smoothing, R-Drop, distillation from teacher models), and model selection on the dev
-split (early stopping, best checkpoint, checkpoint averaging). Which of them are on by default is
-decided by measurement (``bench/bench_recipe.py``, results under ``bench/results/``).
+weights, label smoothing, R-Drop, distillation from teacher models, per-row weights), adversarial
+training on the word embeddings (FGM), LoRA adapters, and model selection on the dev split (early
+stopping, best checkpoint, checkpoint averaging). Which of them are on by default is decided by
+measurement (``bench/bench_recipe.py``, results under ``bench/results/``).
 """
 
 from __future__ import annotations
@@ -87,19 +88,26 @@ def summed_loss(
     rdrop_alpha: float = 0.0,
     soft_targets: torch.Tensor | None = None,
     distill_alpha: float = 0.0,
+    row_weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The loss summed over the batch: cross-entropy with the labels, mixed with cross-entropy with a
     teacher ensemble's probabilities (``soft_targets``, weight ``distill_alpha``) when given. With
     R-Drop, ``logits`` holds two dropout passes of the same rows stacked (2B rows): the mean of their
-    losses plus ``rdrop_alpha`` times their symmetric KL divergence (Liang et al., 2021)."""
+    losses plus ``rdrop_alpha`` times their symmetric KL divergence (Liang et al., 2021).
+    ``row_weights`` scales each row's cross-entropy (pseudo-labelled rows count less); the R-Drop
+    consistency term, which reads no label, is not scaled."""
     logits = logits.float()
+    reduction = "sum" if row_weights is None else "none"
+
+    def reduce(per_row: torch.Tensor) -> torch.Tensor:
+        return per_row if row_weights is None else (per_row * row_weights).sum()
 
     def one_pass(x: torch.Tensor) -> torch.Tensor:
-        hard = torch.nn.functional.cross_entropy(x, targets, weight=weight, label_smoothing=label_smoothing, reduction="sum")
+        hard = torch.nn.functional.cross_entropy(x, targets, weight=weight, label_smoothing=label_smoothing, reduction=reduction)
         if soft_targets is None:
-            return hard
-        soft = torch.nn.functional.cross_entropy(x, soft_targets, reduction="sum")
-        return (1.0 - distill_alpha) * hard + distill_alpha * soft
+            return reduce(hard)
+        soft = torch.nn.functional.cross_entropy(x, soft_targets, reduction=reduction)
+        return reduce((1.0 - distill_alpha) * hard + distill_alpha * soft)
 
     if rdrop_alpha <= 0:
         return one_pass(logits)
@@ -109,6 +117,56 @@ def summed_loss(
         log_q, log_p, log_target=True, reduction="sum"
     )
     return (one_pass(first) + one_pass(second)) / 2 + rdrop_alpha * kl / 2
+
+
+def fgm_backward(embeddings: torch.nn.Parameter, epsilon: float, adversarial_loss: Callable[[], torch.Tensor]) -> torch.Tensor:
+    """FGM adversarial training (Miyato et al., 2017, "Adversarial Training Methods for Semi-Supervised
+    Text Classification"): call after the normal ``backward``. The word-embedding matrix moves by
+    ``epsilon * g / ||g||`` (``g``: its gradient, non-zero only on the rows of the batch's tokens), the
+    loss at that point (``adversarial_loss()``, a fresh forward pass) adds its gradients to the ones
+    already there, and the weights are put back exactly as they were. Returns the adversarial loss.
+    No host-device synchronisation: a zero gradient gives a zero step."""
+    grad = embeddings.grad
+    if grad is None:
+        raise ModelError("FGM: the word embeddings have no gradient (frozen, or no backward pass before fgm_backward)")
+    with torch.no_grad():
+        saved = embeddings.detach().clone()
+        embeddings.add_(grad * (epsilon / torch.linalg.vector_norm(grad).clamp_min(1e-12)))
+    try:
+        loss = adversarial_loss()
+        loss.backward()
+    finally:
+        with torch.no_grad():
+            embeddings.copy_(saved)
+    return loss.detach()
+
+
+def attach_lora(model: PreTrainedModel, p: TrainParams) -> torch.nn.Module:
+    """Freeze ``model`` and add LoRA adapters (Hu et al., 2021, with ``peft``) of rank ``lora_rank``
+    to the ``lora_target_modules``; the ``lora_modules_to_save`` (the head) train whole. The adapters
+    go into ``model`` itself, so the loop, the [CLS]-only forward pass, DDP and checkpoints see the
+    same module tree; returns the peft wrapper that ``merge_lora`` needs."""
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(
+        r=p.lora_rank,
+        lora_alpha=p.lora_alpha,
+        lora_dropout=p.lora_dropout,
+        target_modules=list(p.lora_target_modules),
+        modules_to_save=list(p.lora_modules_to_save) or None,
+    )
+    try:
+        return get_peft_model(model, config)
+    except ValueError as exc:  # peft: a target module that this architecture does not have
+        raise ModelError(
+            f"train.lora_target_modules {p.lora_target_modules} / lora_modules_to_save {p.lora_modules_to_save}: {exc}"
+        ) from exc
+
+
+def merge_lora(wrapped: torch.nn.Module) -> PreTrainedModel:
+    """Fold the adapters into the weights and put the trained head copies in place: the model that
+    ``attach_lora`` was given, now a plain classifier again (saved, served and calibrated as ever)."""
+    return wrapped.merge_and_unload()
 
 
 def dev_scores(labels: np.ndarray, probs: np.ndarray) -> dict[str, float]:

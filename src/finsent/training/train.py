@@ -8,6 +8,16 @@ checkpoint holds the model, optimiser, scheduler and step, so a resumed run repl
 Under ``torchrun`` each process trains on its own share of every step's batches (DDP; see
 ``finsent.distributed``).
 
+After training, the dev split's logits of the kept weights fit the calibration
+(``finsent.training.calibration``; ``train.calibration``), saved beside the weights as
+``model/calibration.json`` so that it goes wherever the model folder goes.
+
+Unlabelled news (``unlabelled_path``: the prepare stage's pool, which holds no dev or test text) feeds
+two switches of ``fit_frames``: task-adaptive pre-training before fine-tuning (``finsent.training.tapt``)
+and self-training, a first pass whose calibrated confident labels join the rows of a second
+(``finsent.training.self_training``). FGM and LoRA are switches of ``fit`` itself (``finsent.training.recipe``);
+LoRA adapters are merged before ``fit`` returns, so what is saved and served is a plain classifier.
+
 Fast by construction: the data is tokenised once and copied to the device once; batches group texts
 of similar length (little padding) and are gathered on the device; on a GPU, bf16 autocast, fused
 AdamW and the larger batches of ``train.on_cuda``; no host-device synchronisation but every
@@ -17,12 +27,14 @@ AdamW and the larger batches of ``train.on_cuda``; no host-device synchronisatio
 from __future__ import annotations
 
 import contextlib
+import functools
+import hashlib
 import json
 import math
 import os
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -35,21 +47,30 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from finsent.config import TrainParams, from_dict
 from finsent.data.frames import read_dataset
+from finsent.data.prepare import read_unlabelled, unlabelled_pool
 from finsent.files import atomic_path, write_json
+from finsent.training.calibration import Calibration, fit_calibration, save_calibration
 from finsent.training.cls_forward import logits_module
 from finsent.training.features import Encoded, encode_texts, gather_batch, length_bucketed_batches, padded_width, to_device
 from finsent.training.model import ModelError, autocast_dtype, choose_device, load_classifier, resolve_base_model
 from finsent.training.recipe import (
     DevSelection,
+    attach_lora,
     class_weights,
+    cpu_state,
     eval_steps,
+    fgm_backward,
     make_scheduler,
+    merge_lora,
     param_groups,
     score_dev,
     select_on_dev,
     summed_loss,
     teacher_probabilities,
 )
+from finsent.training.score import predict_logits_encoded
+from finsent.training.self_training import PseudoLabels, pseudo_label, with_pseudo_rows
+from finsent.training.tapt import copy_encoder, masked_lm, pretrain
 
 
 @dataclass(frozen=True)
@@ -72,6 +93,10 @@ class TrainSummary:
     stopped_early: bool = False
     selected: dict = field(default_factory=dict)
     dev_history: list = field(default_factory=list)
+    calibration: dict = field(default_factory=dict)  # calibration.json: the kind, its parameters, how dev chose it
+    unlabelled_texts: int = 0  # unlabelled news read by TAPT and self-training (after the dev check and the cap)
+    tapt: dict = field(default_factory=dict)  # train.tapt_steps: the masked-LM loss history; {} when off
+    self_training: dict = field(default_factory=dict)  # train.self_training_threshold: the pseudo-labels; {} when off
 
 
 LOG_EVERY = 50  # steps between reading the loss back from the device (a synchronisation)
@@ -159,6 +184,7 @@ def fit(
     *,
     dev: tuple[Encoded, np.ndarray] | None = None,
     soft_targets: np.ndarray | None = None,
+    row_weights: np.ndarray | None = None,
     checkpoint_path: Path | None = None,
     fingerprint: str = "",
     log: Callable[[str], None] = print,
@@ -169,7 +195,10 @@ def fit(
     every ``eval_every_epochs``, stop early after ``early_stopping_patience`` evaluations without a
     gain, and end with the weights the dev split prefers. ``on_evaluate(step, scores)`` sees each dev
     evaluation (a hyper-parameter search prunes there). ``soft_targets``: teacher probabilities for
-    every training row (distillation, weighted ``distill_alpha``). Returns the loop's statistics."""
+    every training row (distillation, weighted ``distill_alpha``); ``row_weights``: each row's loss
+    weight (pseudo-labelled rows). With ``lora_rank``, only adapters and the head train, and they are
+    merged into ``model`` before it returns; with ``fgm_epsilon``, each step adds FGM's adversarial
+    loss. Returns the loop's statistics."""
     rank, world_size = dist_info()
     device = training_device(p, rank, world_size)
     if device.type == "cuda" and p.on_cuda:
@@ -179,6 +208,7 @@ def fit(
     if p.num_threads and device.type == "cpu":
         torch.set_num_threads(p.num_threads)
 
+    lora = attach_lora(model, p) if p.lora_rank > 0 else None  # adapters inside ``model``; the rest frozen
     model.to(device)
     model.train()
     net = logits_module(model)  # (input_ids, attention_mask) -> logits; BERT skips the unread positions
@@ -216,6 +246,27 @@ def fit(
     tokens = to_device(encoded, device)  # the whole pre-tokenised set, copied once
     targets = torch.as_tensor(labels, dtype=torch.long).to(device)
     soft = torch.as_tensor(soft_targets, dtype=torch.float32).to(device) if soft_targets is not None else None
+    weights = torch.as_tensor(row_weights, dtype=torch.float32).to(device) if row_weights is not None else None
+    embeddings = model.get_input_embeddings().weight if p.fgm_epsilon > 0 else None
+
+    def batch_loss(input_ids: torch.Tensor, attention_mask: torch.Tensor, rows: torch.Tensor, loss_scale: float) -> torch.Tensor:
+        autocast = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None else contextlib.nullcontext()
+        with autocast:
+            logits = net(input_ids, attention_mask)
+        return (
+            summed_loss(
+                logits,
+                targets[rows],
+                weight=weight,
+                label_smoothing=p.label_smoothing,
+                rdrop_alpha=p.rdrop_alpha,
+                soft_targets=soft[rows] if soft is not None else None,
+                distill_alpha=p.distill_alpha,
+                row_weights=weights[rows] if weights is not None else None,
+            )
+            * loss_scale
+        )
+
     bar = tqdm(total=total_steps, initial=step, desc="train", unit="step", disable=not p.progress or rank != 0)
     started = time.perf_counter()
     last_checkpoint = started
@@ -236,22 +287,10 @@ def fit(
             input_ids, attention_mask = gather_batch(tokens, rows, width)
             if p.rdrop_alpha > 0:  # R-Drop: the same rows twice, through different dropout masks
                 input_ids, attention_mask = input_ids.repeat(2, 1), attention_mask.repeat(2, 1)
-            autocast = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None else contextlib.nullcontext()
-            with autocast:
-                logits = net(input_ids, attention_mask)
-            loss = (
-                summed_loss(
-                    logits,
-                    targets[rows],
-                    weight=weight,
-                    label_smoothing=p.label_smoothing,
-                    rdrop_alpha=p.rdrop_alpha,
-                    soft_targets=soft[rows] if soft is not None else None,
-                    distill_alpha=p.distill_alpha,
-                )
-                * loss_scale
-            )
+            loss = batch_loss(input_ids, attention_mask, rows, loss_scale)
             loss.backward()
+            if embeddings is not None:  # FGM: the loss at perturbed embeddings adds its gradients
+                fgm_backward(embeddings, p.fgm_epsilon, functools.partial(batch_loss, input_ids, attention_mask, rows, loss_scale))
             if p.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), p.grad_clip)
             optimizer.step()
@@ -292,6 +331,8 @@ def fit(
     seconds = time.perf_counter() - started - eval_seconds
     bar.close()
     selected = select_on_dev(model, selection, dev, p, device) if selection.best else {"kind": "last", "step": step}
+    if lora is not None:
+        merge_lora(lora)  # ``model`` is a plain classifier again, its adapters folded into the weights
     model.eval()
     return {
         "steps": step,
@@ -311,13 +352,13 @@ def fit(
     }
 
 
-def fingerprint_of(p: TrainParams, *datasets: tuple[list[str], np.ndarray]) -> str:
+def fingerprint_of(p: TrainParams, *datasets: tuple[Sequence[str], np.ndarray]) -> str:
     """What a checkpoint must match to be resumed: the settings that change the result, and the data
-    (the training rows, and the dev rows that select the weights)."""
-    import hashlib
-
+    (the training rows, the dev rows that select the weights, and the unlabelled texts of TAPT and
+    self-training)."""
     h = hashlib.sha256()
-    settings = {k: v for k, v in asdict(p).items() if k not in {"progress", "checkpoint_every_minutes", "num_threads"}}
+    ignored = {"progress", "checkpoint_every_minutes", "num_threads", "calibration"}  # none changes the weights
+    settings = {k: v for k, v in asdict(p).items() if k not in ignored}
     h.update(json.dumps(settings, sort_keys=True).encode())
     for texts, labels in datasets:
         h.update(f"|{len(texts)}|".encode())
@@ -327,46 +368,200 @@ def fingerprint_of(p: TrainParams, *datasets: tuple[list[str], np.ndarray]) -> s
     return h.hexdigest()
 
 
+def unlabelled_for_training(
+    p: TrainParams, unlabelled: Sequence[str], train_df: pd.DataFrame, dev_df: pd.DataFrame | None, log: Callable[[str], None]
+) -> list[str]:
+    """The unlabelled texts TAPT and self-training read: none unless one of them is on; never a copy of
+    a dev row (checked again here: the prepare stage's pool already holds no dev or test text, and a
+    caller may pass any texts), nor of a training row; the most recent ``unlabelled_max_texts``."""
+    if not p.reads_unlabelled_texts or not len(unlabelled):
+        return []
+    pool = unlabelled_pool(unlabelled, [train_df], [dev_df])
+    texts = pool.texts[-p.unlabelled_max_texts :]
+    log(
+        f"unlabelled news: {len(texts)} texts kept of {len(unlabelled)} ({pool.dropped_heldout} copies of dev rows, "
+        f"{pool.dropped_labelled} of training rows, {pool.dropped_duplicates} repeats dropped; cap {p.unlabelled_max_texts})"
+    )
+    return texts
+
+
+def _checkpoint_fingerprint(path: Path | None) -> str | None:
+    if path is None or not path.is_file():
+        return None
+    return str(load_checkpoint(path, torch.device("cpu")).get("fingerprint"))
+
+
+def first_pass_paths(checkpoint_path: Path | None) -> tuple[Path | None, Path | None]:
+    """Self-training's own files beside the checkpoint: the first pass's checkpoint, and its pseudo-labels
+    (a resumed run that finished the first pass does not run it again)."""
+    if checkpoint_path is None:
+        return None, None
+    return checkpoint_path.with_name("checkpoint-first-pass.pt"), checkpoint_path.with_name("pseudo-labels.json")
+
+
+def _read_pseudo_labels(path: Path | None, key: str) -> PseudoLabels | None:
+    if path is None or not path.is_file():
+        return None
+    raw = json.loads(path.read_text())
+    if raw.get("key") != key:
+        return None
+    return PseudoLabels(raw["texts"], np.asarray(raw["labels"], dtype=np.int64), np.asarray(raw["confidence"]), int(raw["candidates"]))
+
+
+def _write_pseudo_labels(path: Path | None, key: str, pseudo: PseudoLabels) -> None:
+    if path is not None and dist_info()[0] == 0:
+        raw = {
+            "key": key,
+            "texts": pseudo.texts,
+            "labels": pseudo.labels.tolist(),
+            "confidence": pseudo.confidence.tolist(),
+            "candidates": pseudo.candidates,
+        }
+        write_json(path, raw)
+
+
+def pseudo_labels_of(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    texts: list[str],
+    dev_df: pd.DataFrame | None,
+    p: TrainParams,
+    log: Callable[[str], None],
+) -> tuple[PseudoLabels, dict]:
+    """The first pass as teacher: calibrated on dev like the model that ships, it labels ``texts``; the
+    confident ones are kept. Under DDP, rank 0's choice is everyone's (the rows must agree to the last)."""
+    calibration = calibrate_on_dev(model, tokenizer, dev_df, p)
+    logits = predict_logits_encoded(model, encode_texts(tokenizer, texts, p.max_length), precision=p.precision)
+    pseudo = pseudo_label(texts, calibration.probabilities(logits), p.self_training_threshold)
+    if dist_info()[1] > 1:
+        shared: list = [pseudo]
+        torch.distributed.broadcast_object_list(shared, src=0)
+        pseudo = shared[0]
+    log(
+        f"self-training: the first pass ({calibration.describe()}) labelled {len(pseudo.texts)} of {len(texts)} texts at >= {p.self_training_threshold}"
+    )
+    return pseudo, {"teacher_calibration": calibration.kind}
+
+
 def fit_frames(
     p: TrainParams,
     train_df: pd.DataFrame,
     dev_df: pd.DataFrame | None = None,
     *,
+    unlabelled: Sequence[str] = (),
     checkpoint_path: Path | None = None,
     log: Callable[[str], None] = print,
     on_evaluate: Callable[[int, dict], None] | None = None,
 ) -> tuple[PreTrainedTokenizerBase, PreTrainedModel, dict]:
     """Load the base model and fine-tune it on ``train_df`` (text, label), the dev split ``dev_df``
-    selecting the weights. Returns the tokenizer, the model and ``fit``'s statistics."""
+    selecting the weights. Returns the tokenizer, the model and ``fit``'s statistics.
+
+    ``unlabelled``: news texts without labels, read only with TAPT or self-training on. TAPT adapts the
+    encoder on the training texts and these before anything trains; self-training fine-tunes a first
+    pass, lets it label them (``pseudo_labels_of``), and fine-tunes again from the same start with the
+    confident ones added."""
     set_seed(p.seed)
     tokenizer, model = load_classifier(p.base_model)
-    texts = train_df["text"].tolist()
-    labels = train_df["label"].to_numpy(dtype=np.int64)
-    encoded = encode_texts(tokenizer, texts, p.max_length)
-    datasets = [(texts, labels)]
     dev = None
+    dev_data: list[tuple[Sequence[str], np.ndarray]] = []
     if dev_df is not None and len(dev_df):
         dev_texts, dev_labels = dev_df["text"].tolist(), dev_df["label"].to_numpy(dtype=np.int64)
         dev = (encode_texts(tokenizer, dev_texts, p.max_length), dev_labels)
-        datasets.append((dev_texts, dev_labels))
+        dev_data.append((dev_texts, dev_labels))
+    news = unlabelled_for_training(p, unlabelled, train_df, dev_df, log)
+    news_data = [(news, np.zeros(len(news), dtype=np.int64))] if news else []
     rank, world_size = dist_info()
-    soft_targets = teacher_probabilities(p, texts, log) if p.distill_from else None
     # A checkpoint is only resumed by a run with the same settings in effect on its device.
     effective = params_for_device(p, training_device(p, rank, world_size))
+    base_data = [(train_df["text"].tolist(), train_df["label"].to_numpy(dtype=np.int64)), *dev_data, *news_data]
+
+    self_training = p.self_training_threshold > 0 and bool(news)
+    if p.self_training_threshold > 0 and not news:
+        log("self-training: no unlabelled texts to label; one fine-tuning pass")
+    first_checkpoint, pseudo_path = first_pass_paths(checkpoint_path)
+    first_fingerprint = hashlib.sha256(f"first pass|{fingerprint_of(effective, *base_data)}".encode()).hexdigest()
+    pseudo_key = f"{first_fingerprint}|{p.calibration}"
+    pseudo = _read_pseudo_labels(pseudo_path, pseudo_key) if self_training else None
+
+    def final_fingerprint(rows: pd.DataFrame) -> str:
+        rows_data = (rows["text"].tolist(), rows["label"].to_numpy(dtype=np.int64))
+        return fingerprint_of(effective, rows_data, *dev_data, *news_data)
+
+    extra: dict = {"unlabelled_texts": len(news)}
+    rows, row_weights = train_df, None
+    if pseudo is not None:
+        rows, row_weights = with_pseudo_rows(train_df, pseudo, p.self_training_weight)
+    # Resuming the final fine-tune: its checkpoint replaces every weight, so TAPT would be wasted.
+    final_known = not self_training or pseudo is not None
+    if p.tapt_steps > 0 and not (final_known and _checkpoint_fingerprint(checkpoint_path) == final_fingerprint(rows)):
+        masked = masked_lm(resolve_base_model(p.base_model))
+        tapt_texts = list(dict.fromkeys([*train_df["text"].tolist(), *news]))  # the training texts without labels, and the news
+        extra["tapt"] = pretrain(masked, tokenizer, tapt_texts, effective, training_device(p, rank, world_size), log)
+        copy_encoder(masked, model)
+        del masked
+    first: dict | None = None  # the first pass's statistics, when it runs in this call
+    if self_training and pseudo is None:
+        start = cpu_state(model)  # the second pass starts where the first did
+        labels = train_df["label"].to_numpy(dtype=np.int64)
+        soft = teacher_probabilities(p, train_df["text"].tolist(), log) if p.distill_from else None
+        first = fit(
+            model,
+            encode_texts(tokenizer, train_df["text"].tolist(), p.max_length),
+            labels,
+            p,
+            dev=dev,
+            soft_targets=soft,
+            checkpoint_path=first_checkpoint,
+            fingerprint=first_fingerprint,
+            log=log,
+        )
+        pseudo, teacher = pseudo_labels_of(model, tokenizer, news, dev_df, p, log)
+        _write_pseudo_labels(pseudo_path, pseudo_key, pseudo)
+        extra["self_training"] = {
+            "first_pass_dev_macro_f1": first["selected"].get("dev_macro_f1"),
+            "first_pass_steps": first["steps"],
+            **teacher,
+        }
+        if pseudo.texts:
+            model.load_state_dict(start)
+            rows, row_weights = with_pseudo_rows(train_df, pseudo, p.self_training_weight)
+    if pseudo is not None:
+        settings = {"threshold": p.self_training_threshold, "weight": p.self_training_weight}
+        extra["self_training"] = {**extra.get("self_training", {}), **pseudo.summary(), **settings}
+    dev_rows = len(dev[1]) if dev is not None else 0
+    if first is not None and pseudo is not None and not pseudo.texts:  # a second pass on the same rows would repeat the first
+        log("self-training: no text reached the threshold; the first pass is the model")
+        return tokenizer, model, {**first, "dev_rows": dev_rows, **extra}
+
+    texts = rows["text"].tolist()
+    labels = rows["label"].to_numpy(dtype=np.int64)
+    soft_targets = teacher_probabilities(p, texts, log) if p.distill_from else None
     stats = fit(
         model,
-        encoded,
+        encode_texts(tokenizer, texts, p.max_length),
         labels,
         p,
         dev=dev,
         soft_targets=soft_targets,
+        row_weights=row_weights,
         checkpoint_path=checkpoint_path,
-        fingerprint=fingerprint_of(effective, *datasets),
+        fingerprint=final_fingerprint(rows),
         log=log,
         on_evaluate=on_evaluate,
     )
-    stats["dev_rows"] = len(dev[1]) if dev is not None else 0
-    return tokenizer, model, stats
+    return tokenizer, model, {**stats, "dev_rows": dev_rows, **extra}
+
+
+def calibrate_on_dev(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, dev_df: pd.DataFrame | None, p: TrainParams
+) -> Calibration:
+    """Fit ``p.calibration`` on the dev split's logits of the weights kept (the test set is never looked
+    at); with no dev split the model stays uncalibrated, and ``fit`` says why."""
+    if dev_df is None or not len(dev_df):
+        return Calibration(fit={"method": p.calibration, "rows": 0, "reason": "no dev split: not calibrated"})
+    encoded = encode_texts(tokenizer, dev_df["text"].tolist(), p.max_length)
+    logits = predict_logits_encoded(model, encoded, precision=p.precision)
+    return fit_calibration(logits, dev_df["label"].to_numpy(dtype=np.int64), p.calibration, seed=p.seed)
 
 
 def run(
@@ -375,23 +570,36 @@ def run(
     out_dir: str | Path,
     log: Callable[[str], None] = print,
     dev_path: str | Path | None = None,
+    unlabelled_path: str | Path | None = None,
 ) -> TrainSummary:
     """Load the base model, fine-tune it on the prepared CSV ``train_path`` (text, label), save it
     under ``out_dir/model`` with its tokenizer, and write ``out_dir/train_summary.json``. With
-    ``dev_path`` (the dev split), the dev split selects the weights and may stop training early."""
+    ``dev_path`` (the dev split), the dev split selects the weights, may stop training early, and fits
+    the calibration saved with the model (``model/calibration.json``). ``unlabelled_path``: the prepare
+    stage's unlabelled pool (``PreparedFiles.unlabelled``), read only when TAPT or self-training is on."""
     resolve_base_model(p.base_model)  # a wrong path fails before any data is read
     train_df = read_dataset(train_path)
     dev_df = read_dataset(dev_path) if dev_path is not None else None
+    unlabelled = read_unlabelled(unlabelled_path) if unlabelled_path is not None and p.reads_unlabelled_texts else []
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    tokenizer, model, stats = fit_frames(p, train_df, dev_df, checkpoint_path=out_dir / "checkpoint.pt", log=log)
+    checkpoint = out_dir / "checkpoint.pt"
+    tokenizer, model, stats = fit_frames(p, train_df, dev_df, unlabelled=unlabelled, checkpoint_path=checkpoint, log=log)
     rank, _ = dist_info()
     model_dir = out_dir / "model"
-    if rank == 0:
+    calibration = Calibration()
+    if rank == 0:  # the others' models are the same weights: only the one that saves calibrates
+        calibration = calibrate_on_dev(model, tokenizer, dev_df, p)
+        fitted = calibration.fit
+        change = f", dev NLL {fitted['nll_uncalibrated']:.4f} -> {fitted['nll']:.4f}" if "nll" in fitted else ""
+        log(f"calibration: {calibration.describe()}{change}" + (f" ({fitted['reason']})" if "reason" in fitted else ""))
         model.to("cpu")
         model.save_pretrained(model_dir)
         tokenizer.save_pretrained(model_dir)
-        (out_dir / "checkpoint.pt").unlink(missing_ok=True)  # finished: the saved model supersedes it
+        save_calibration(calibration, model_dir)
+        for finished in (checkpoint, *first_pass_paths(checkpoint)):  # the saved model supersedes them
+            if finished is not None:
+                finished.unlink(missing_ok=True)
     summary = TrainSummary(
         model_dir=str(model_dir),
         rows=len(train_df),
@@ -405,6 +613,10 @@ def run(
         stopped_early=stats["stopped_early"],
         selected=stats["selected"],
         dev_history=stats["dev_history"],
+        calibration=calibration.to_dict(),
+        unlabelled_texts=stats["unlabelled_texts"],
+        tapt=stats.get("tapt", {}),
+        self_training=stats.get("self_training", {}),
     )
     if rank == 0:
         write_json(out_dir / "train_summary.json", asdict(summary))

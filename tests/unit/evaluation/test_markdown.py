@@ -39,3 +39,11 @@ def test_no_dev_split_and_missing_keys_are_shown_not_raised():
     assert "dev macro-F1" not in text
     assert "| accuracy | n/a |" in text
     assert "Per class" not in text
+
+
+def test_ece_before_calibration_and_the_calibration_are_shown():
+    m = metrics() | {"ece_uncalibrated": 0.0531, "calibration": {"kind": "temperature", "temperature": 1.8}}
+    text = metrics_markdown(m)
+    assert "| ECE before calibration | 0.0531 |" in text
+    assert "| calibration (fitted on dev) | temperature scaling (T = 1.800) |" in text
+    assert "| ECE before calibration | n/a |" in metrics_markdown({"ece": 0.02})  # a run from before calibration

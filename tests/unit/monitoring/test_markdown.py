@@ -98,3 +98,30 @@ def test_a_window_with_every_file_already_scored():
     )
     assert "## Monitoring: already_scored" in text and "inbox/a\\|b.csv" in text
     assert "Drift" not in text and "Retrain" not in text
+
+
+ESTIMATED = {
+    "chosen": "doubly_robust",
+    "methods": {
+        "cbpe": {"estimated_accuracy": 0.9012, "accuracy_low": 0.88, "accuracy_high": 0.92, "estimated_macro_f1": 0.85,
+                 "macro_f1_low": 0.82, "macro_f1_high": 0.88, "rows": 7, "effective_rows": None},
+        "doubly_robust": {"estimated_accuracy": 0.78, "accuracy_low": 0.74, "accuracy_high": 0.81, "estimated_macro_f1": 0.7,
+                          "macro_f1_low": 0.66, "macro_f1_high": 0.74, "rows": 7, "effective_rows": 412.5},
+    },
+    "skipped": {"atc": "no labelled reference"},
+    "baseline_accuracy": 0.86,
+    "estimated_drop": 0.08,
+    "realised": {"accuracy": 0.75, "macro_f1": 0.69, "labelled_rows": 120},
+}  # fmt: skip
+
+
+def test_the_estimated_performance_with_intervals_and_the_realised_one():
+    text = monitoring_markdown(window(estimated_performance=ESTIMATED))
+    assert "### Estimated performance (no labels)" in text
+    assert "**estimated accuracy 0.78** [0.74, 0.81] by `doubly_robust`; the champion's test accuracy 0.86, estimated drop +0.08" in text
+    assert "| doubly_robust (chosen) | 0.78 | [0.74, 0.81] | 0.7 | [0.66, 0.74] | 7 | 412.5 |" in text
+    assert "| cbpe | 0.901 | [0.88, 0.92] | 0.85 | [0.82, 0.88] | 7 |   |" in text
+    assert "| atc | not computed |" in text and "no labelled reference |" in text
+    assert "Realised on 120 labelled rows: accuracy 0.75, macro-F1 0.69." in text
+    skipped = monitoring_markdown(window(estimated_performance=None, estimation_skipped="probabilities must sum to 1"))
+    assert "Not computed: probabilities must sum to 1" in skipped

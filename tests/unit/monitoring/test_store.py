@@ -13,7 +13,7 @@ from sqlalchemy import event, func, select
 
 from finsent.monitoring import batch as batch_mod
 from finsent.monitoring.batch import check_batch, extract_tickers, read_batch, score_frame
-from finsent.config import MonitorParams
+from finsent.config import MonitorParams, TrainParams
 from finsent.data.frames import DataError
 from finsent.training.score import Scorer
 from finsent.monitoring.store import (
@@ -25,8 +25,10 @@ from finsent.monitoring.store import (
     count_labelled_since,
     make_engine,
     predictions,
+    news_for_training,
     read_batches,
     read_predictions,
+    recent_news_texts,
 )
 from testkit.tiny_bert import minilm_tokenizer, tiny_bert
 
@@ -66,8 +68,14 @@ def scored_rows(n: int = 5) -> pd.DataFrame:
 
 def meta(sha: str = "a" * 64, batch_id: str = "b1") -> BatchMeta:
     return BatchMeta(
-        batch_id=batch_id, file="news.csv", sha256=sha, rows_in=6, rows_skipped=1, model_name="finsent-sentiment",
-        model_version="3", scored_at=datetime(2024, 5, 3, tzinfo=timezone.utc),
+        batch_id=batch_id,
+        file="news.csv",
+        sha256=sha,
+        rows_in=6,
+        rows_skipped=1,
+        model_name="finsent-sentiment",
+        model_version="3",
+        scored_at=datetime(2024, 5, 3, tzinfo=timezone.utc),
     )
 
 
@@ -94,6 +102,15 @@ def test_append_and_read_back(engine):
     assert np.allclose(df[["p_bearish", "p_bullish", "p_neutral"]].to_numpy(), [0.2, 0.7, 0.1])
     stored = read_batches(engine).iloc[0]
     assert (stored["rows_in"], stored["rows_scored"], stored["rows_skipped"]) == (6, 5, 1)
+
+
+def test_recent_news_texts_are_the_newest_oldest_first_and_read_only_when_training_wants_them(engine, tmp_path):
+    append_batch(engine, scored_rows(), meta())
+    assert recent_news_texts(engine, 3) == ["$AAPL headline 2", "$AAPL headline 3", "$AAPL headline 4"]
+    assert recent_news_texts(engine, 100) == [f"$AAPL headline {i}" for i in range(5)]
+    missing = MonitorParams(store_url=f"sqlite:///{tmp_path / 'never' / 'created.db'}")
+    assert news_for_training(TrainParams(), missing, tmp_path) is None  # TAPT and self-training off: no store opened
+    assert not (tmp_path / "never").exists()
 
 
 def test_read_predictions_date_range_is_half_open_and_utc(engine):
@@ -162,7 +179,11 @@ def test_count_labelled_since(engine):
 def test_extract_tickers_from_column_cashtags_and_company_names():
     companies = {"apple": "AAPL", "tesla": "TSLA", "bank of america": "BAC"}
     assert extract_tickers("$msft and Apple rally; Bank of America flat", "nvda; $goog", companies) == [
-        "AAPL", "BAC", "GOOG", "MSFT", "NVDA",
+        "AAPL",
+        "BAC",
+        "GOOG",
+        "MSFT",
+        "NVDA",
     ]
     assert extract_tickers("pineapple prices and teslas", None, companies) == []  # whole words only
     assert extract_tickers("$BRK.B up", None, {}) == ["BRK.B"]

@@ -58,6 +58,24 @@ def test_health_values_are_read_off_the_window_summary(tmp_path):
     assert set(no_drift) == {"rows.scored", "rows.skipped"}
 
 
+def test_the_label_free_estimate_is_plotted_beside_realised_accuracy(tmp_path):
+    folder = write_window(tmp_path, W1, verdict(labelled=False), reports=False)
+    summary = json.loads((folder / "summary.json").read_text())
+    summary["estimated_performance"] = {
+        "chosen": "doubly_robust",
+        "methods": {
+            "cbpe": {"estimated_accuracy": 0.9, "accuracy_low": 0.88, "accuracy_high": 0.92, "estimated_macro_f1": 0.85},
+            "doubly_robust": {"estimated_accuracy": 0.78, "accuracy_low": 0.74, "accuracy_high": 0.81, "estimated_macro_f1": 0.7},
+        },
+    }
+    (folder / "summary.json").write_text(json.dumps(summary))
+    values = health_values(Window.read(folder))
+    assert (values["estimate.accuracy"], values["estimate.accuracy_low"], values["estimate.accuracy_high"]) == (0.78, 0.74, 0.81)
+    assert values["estimate.macro_f1"] == 0.7 and "quality.accuracy" not in values  # no labels: the estimate alone
+    [panel] = [p for p in HEALTH if any(s.key == "estimate.accuracy" for s in p.series)]
+    assert {"quality.accuracy", "estimate.accuracy"} <= {s.key for s in panel.series}  # side by side
+
+
 def test_a_folder_that_is_not_a_finished_window_is_named(tmp_path):
     with pytest.raises(workspace.WorkspaceError, match="no summary.json"):
         Window.read(write_window(tmp_path, W1, verdict(), done=False))

@@ -1,17 +1,23 @@
-"""The recipe's pieces on their own: layer-wise learning rates, schedules, the loss, model selection."""
+"""The recipe's pieces on their own: layer-wise learning rates, schedules, the loss, FGM, LoRA, model
+selection, and the settings' checks."""
 
 import numpy as np
 import pytest
 import torch
+from testkit.tiny_bert import NO_DROPOUT, tiny_bert
 
 from finsent.config import ConfigError, TrainParams
+from finsent.training.model import ModelError
 from finsent.training.recipe import (
     DevSelection,
+    attach_lora,
     average_states,
     class_weights,
     eval_steps,
+    fgm_backward,
     layer_depth,
     make_scheduler,
+    merge_lora,
     param_groups,
     summed_loss,
 )
@@ -127,9 +133,133 @@ def test_dev_evaluations_every_half_epoch_and_at_the_end():
 
 @pytest.mark.parametrize(
     "bad",
-    [{"schedule": "step"}, {"class_weighting": "inverse"}, {"layer_lr_decay": 0.0}, {"label_smoothing": 1.0},
-     {"rdrop_alpha": -1.0}, {"average_checkpoints": 0}, {"eval_every_epochs": 0.0}, {"distill_alpha": 1.5}],
+    [
+        {"schedule": "step"},
+        {"class_weighting": "inverse"},
+        {"layer_lr_decay": 0.0},
+        {"label_smoothing": 1.0},
+        {"rdrop_alpha": -1.0},
+        {"average_checkpoints": 0},
+        {"eval_every_epochs": 0.0},
+        {"distill_alpha": 1.5},
+    ],
 )
 def test_bad_recipe_settings_are_rejected(bad):
     with pytest.raises(ConfigError):
         TrainParams(**bad)
+
+
+@pytest.mark.parametrize(
+    "bad, key",
+    [
+        ({"fgm_epsilon": -0.1}, "train.fgm_epsilon"),
+        ({"lora_rank": -1}, "train.lora_rank"),
+        ({"lora_alpha": 0}, "train.lora_alpha"),
+        ({"lora_dropout": 1.0}, "train.lora_dropout"),
+        ({"lora_target_modules": []}, "train.lora_target_modules"),
+        ({"lora_modules_to_save": [""]}, "train.lora_modules_to_save"),
+        ({"fgm_epsilon": 1.0, "lora_rank": 8}, "train.fgm_epsilon"),
+        ({"tapt_steps": -5}, "train.tapt_steps"),
+        ({"tapt_batch_size": 0}, "train.tapt_batch_size"),
+        ({"tapt_learning_rate": 0.0}, "train.tapt_learning_rate"),
+        ({"tapt_mlm_probability": 1.0}, "train.tapt_mlm_probability"),
+        ({"self_training_threshold": 0.3}, "train.self_training_threshold"),
+        ({"self_training_threshold": 1.0}, "train.self_training_threshold"),
+        ({"self_training_weight": 0.0}, "train.self_training_weight"),
+        ({"unlabelled_max_texts": 0}, "train.unlabelled_max_texts"),
+    ],
+)
+def test_bad_unlabelled_recipe_settings_name_their_key(bad, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        TrainParams(**bad)
+
+
+def test_the_unlabelled_switches_are_off_by_default_and_only_tapt_and_self_training_read_news():
+    p = TrainParams()
+    assert (p.fgm_epsilon, p.lora_rank, p.tapt_steps, p.self_training_threshold) == (0.0, 0, 0, 0.0)
+    assert not p.reads_unlabelled_texts
+    assert TrainParams(tapt_steps=10).reads_unlabelled_texts and TrainParams(self_training_threshold=0.9).reads_unlabelled_texts
+    assert not TrainParams(fgm_epsilon=1.0).reads_unlabelled_texts and not TrainParams(lora_rank=8).reads_unlabelled_texts
+
+
+def test_row_weights_scale_each_rows_cross_entropy():
+    torch.manual_seed(2)
+    logits, targets = torch.randn(5, 3), torch.randint(0, 3, (5,))
+    weights = torch.tensor([1.0, 0.5, 0.0, 2.0, 1.0])
+    per_row = torch.nn.functional.cross_entropy(logits, targets, reduction="none")
+    assert summed_loss(logits, targets, row_weights=weights) == pytest.approx((per_row * weights).sum().item(), rel=1e-6)
+    assert summed_loss(logits, targets, row_weights=torch.ones(5)) == pytest.approx(summed_loss(logits, targets).item(), rel=1e-6)
+    class_weight = torch.tensor([2.0, 1.0, 0.5])
+    weighted = torch.nn.functional.cross_entropy(logits, targets, weight=class_weight, reduction="none")
+    got = summed_loss(logits, targets, weight=class_weight, row_weights=weights)
+    assert got == pytest.approx((weighted * weights).sum().item(), rel=1e-6)
+
+
+def _loss_of(model, ids, mask, targets):
+    return summed_loss(model(input_ids=ids, attention_mask=mask).logits, targets)
+
+
+def test_fgm_adds_the_loss_at_perturbed_embeddings_and_puts_the_weights_back(tokenizer):
+    """The adversarial loss is higher than the clean one (a step up the gradient), its gradient is
+    added to the clean one, and the embedding matrix is bit for bit what it was."""
+    model = tiny_bert(tokenizer, **NO_DROPOUT)
+    batch = tokenizer(["shares fall after results", "profit up strongly", "meeting on monday"], return_tensors="pt", padding=True)
+    ids, mask, targets = batch["input_ids"], batch["attention_mask"], torch.tensor([0, 1, 2])
+    embeddings = model.get_input_embeddings().weight
+    before = embeddings.detach().clone()
+
+    clean = _loss_of(model, ids, mask, targets)
+    clean.backward()
+    clean_grads = {n: t.grad.clone() for n, t in model.named_parameters() if t.grad is not None}
+    epsilon = 0.5
+    adversarial = fgm_backward(embeddings, epsilon, lambda: _loss_of(model, ids, mask, targets))
+
+    assert torch.equal(embeddings.detach(), before)  # restored exactly
+    assert adversarial.item() > clean.item() + 1e-4
+
+    # The gradient added is the one at w + epsilon * g / ||g||, computed here on a copy.
+    shifted = tiny_bert(tokenizer, **NO_DROPOUT)
+    with torch.no_grad():
+        g = clean_grads["bert.embeddings.word_embeddings.weight"]
+        shifted.get_input_embeddings().weight.add_(epsilon * g / g.norm())
+    expected_loss = _loss_of(shifted, ids, mask, targets)
+    expected_loss.backward()
+    assert adversarial.item() == pytest.approx(expected_loss.item(), rel=1e-5)
+    for name, tensor in model.named_parameters():
+        expected = clean_grads[name] + dict(shifted.named_parameters())[name].grad
+        torch.testing.assert_close(tensor.grad, expected, rtol=1e-4, atol=1e-6)
+
+
+def test_fgm_needs_a_gradient_on_the_embeddings(tokenizer):
+    model = tiny_bert(tokenizer)
+    with pytest.raises(ModelError, match="FGM"):
+        fgm_backward(model.get_input_embeddings().weight, 1.0, lambda: torch.tensor(0.0))
+
+
+def test_lora_trains_adapters_and_the_head_only_and_merges_into_a_plain_classifier(tokenizer):
+    model = tiny_bert(tokenizer, **NO_DROPOUT)
+    batch = tokenizer(["shares fall after results", "profit up strongly"], return_tensors="pt", padding=True)
+    wrapped = attach_lora(model, TrainParams(lora_rank=4))
+    trainable = {n for n, t in model.named_parameters() if t.requires_grad}
+    assert trainable and all("lora_" in n or "modules_to_save" in n for n in trainable)
+    assert any(".query.lora_A" in n for n in trainable) and any(".value.lora_B" in n for n in trainable)
+    assert not any(".key." in n or "embeddings" in n or "intermediate" in n for n in trainable)
+    assert {n.split(".modules_to_save")[0] for n in trainable if "modules_to_save" in n} == {"classifier", "bert.pooler"}
+    # The optimiser sees the trainable tensors only.
+    assert sum(len(g["params"]) for g in param_groups(model, TrainParams(lora_rank=4))) == len(trainable)
+    with torch.no_grad():  # as if trained: non-zero adapters, a changed head
+        for tensor in model.parameters():
+            if tensor.requires_grad:
+                tensor.add_(0.05 * torch.randn_like(tensor))
+    model.eval()
+    unmerged = model(**batch).logits.detach()
+    merged = merge_lora(wrapped)
+    assert merged is model
+    assert not any("lora" in n or "modules_to_save" in n or "base_layer" in n for n in merged.state_dict())
+    assert type(merged.bert.encoder.layer[0].attention.self.query) is torch.nn.Linear
+    torch.testing.assert_close(merged(**batch).logits, unmerged, rtol=1e-5, atol=1e-6)
+
+
+def test_lora_names_a_missing_target_module(tokenizer):
+    with pytest.raises(ModelError, match="train.lora_target_modules"):
+        attach_lora(tiny_bert(tokenizer), TrainParams(lora_rank=4, lora_target_modules=["q_proj"]))

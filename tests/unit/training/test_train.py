@@ -2,12 +2,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from testkit.tiny_bert import save_tiny_bert
 
 from finsent.config import TrainParams
 from finsent.training.features import encode_texts
 from finsent.training.model import ModelError, load_classifier, resolve_base_model
 from finsent.training.train import fingerprint_of, fit, run
-from testkit.tiny_bert import save_tiny_bert
 
 # A task the tiny model can learn in a second: the sentiment word decides the label.
 WORDS = {0: ["down", "lower", "weak"], 1: ["up", "higher", "strong"], 2: ["today", "monday", "report"]}
@@ -105,6 +105,34 @@ def test_run_saves_a_loadable_model(tiny_model_dir, tmp_path):
     assert not (tmp_path / "out" / "checkpoint.pt").exists()
 
 
+def test_run_fits_the_calibration_on_dev_and_saves_it_with_the_model(tiny_model_dir, tmp_path):
+    from finsent.training.calibration import fit_calibration, load_calibration
+    from finsent.training.score import Scorer
+
+    toy_frame(96, seed=0).to_csv(tmp_path / "train.csv", index=False)
+    dev_df = toy_frame(90, seed=1)
+    dev_df.to_csv(tmp_path / "dev.csv", index=False)
+    p = params(epochs=2.0, base_model=str(tiny_model_dir), calibration="temperature")
+    summary = run(p, tmp_path / "train.csv", tmp_path / "out", dev_path=tmp_path / "dev.csv", log=lambda _: None)
+    saved = load_calibration(summary.model_dir)
+    assert saved.kind == "temperature" and saved.fit["rows"] == 90
+    assert summary.calibration == saved.to_dict()
+    # Fitted on the dev logits of the weights kept: refitting on them gives the same temperature.
+    scorer = Scorer.from_dir(summary.model_dir)
+    refit = fit_calibration(scorer.predict_logits(dev_df["text"].tolist()), dev_df["label"].to_numpy(), "temperature")
+    assert refit.temperature == pytest.approx(saved.temperature, rel=1e-3)
+    assert saved.fit["nll"] <= saved.fit["nll_uncalibrated"]
+    # No dev split: nothing to fit on, and the saved file says so.
+    bare = run(params(epochs=1.0, base_model=str(tiny_model_dir)), tmp_path / "train.csv", tmp_path / "bare", log=lambda _: None)
+    assert load_calibration(bare.model_dir).is_identity and "no dev split" in bare.calibration["fit"]["reason"]
+
+
+def test_the_calibration_setting_does_not_invalidate_a_checkpoint():
+    data = (["a", "b"], np.array([0, 1]))
+    assert fingerprint_of(params(calibration="auto"), data) == fingerprint_of(params(calibration="none"), data)
+    assert fingerprint_of(params(seed=1), data) != fingerprint_of(params(seed=2), data)
+
+
 def test_missing_base_model_is_a_clear_error(tmp_path):
     with pytest.raises(ModelError, match="does not exist"):
         resolve_base_model(str(tmp_path / "no-such-model"))
@@ -183,7 +211,9 @@ def test_interrupted_run_with_a_dev_split_resumes_its_selection(train_tiny, toke
         assert torch.allclose(x, y, atol=1e-6), name
 
 
-@pytest.mark.parametrize("recipe", [{"layer_lr_decay": 0.8, "schedule": "cosine"}, {"rdrop_alpha": 1.0}, {"label_smoothing": 0.1, "class_weighting": "balanced"}])
+@pytest.mark.parametrize(
+    "recipe", [{"layer_lr_decay": 0.8, "schedule": "cosine"}, {"rdrop_alpha": 1.0}, {"label_smoothing": 0.1, "class_weighting": "balanced"}]
+)
 def test_recipe_switches_still_learn_the_task(train_tiny, recipe):
     df = toy_frame(480)
     scores = []
@@ -201,15 +231,17 @@ def test_the_recipe_runs_on_a_deeper_encoder_given_by_path(tokenizer, tmp_path):
     toy_frame(96).to_csv(tmp_path / "train.csv", index=False)
     toy_frame(30, seed=5).to_csv(tmp_path / "dev.csv", index=False)
     recipe = dict(layer_lr_decay=0.8, schedule="cosine", rdrop_alpha=0.5, average_checkpoints=2, eval_every_epochs=0.5)
-    summary = run(params(epochs=2.0, base_model=str(deeper), **recipe), tmp_path / "train.csv", tmp_path / "out", dev_path=tmp_path / "dev.csv")
+    summary = run(
+        params(epochs=2.0, base_model=str(deeper), **recipe), tmp_path / "train.csv", tmp_path / "out", dev_path=tmp_path / "dev.csv"
+    )
     assert summary.dev_rows == 30 and len(summary.dev_history) == 4 and summary.dev_macro_f1 is not None
     assert load_classifier(summary.model_dir, for_training=False)[1].config.num_hidden_layers == 4
 
 
 def test_distillation_pulls_the_student_toward_its_teachers(tiny_model_dir, tmp_path):
     """A student trained on the teachers' probabilities alone (alpha 1) ends closer to them."""
-    from finsent.training.score import Scorer
     from finsent.training.recipe import teacher_probabilities
+    from finsent.training.score import Scorer
 
     df = toy_frame(96)
     df.to_csv(tmp_path / "train.csv", index=False)
@@ -227,4 +259,3 @@ def test_distillation_pulls_the_student_toward_its_teachers(tiny_model_dir, tmp_
     assert divergence(distilled.model_dir) < divergence(labels_only.model_dir)
     with pytest.raises(ModelError, match="distill_from"):
         run(dataclasses.replace(p, distill_from=[str(tmp_path / "nothing")]), tmp_path / "train.csv", tmp_path / "bad")
-
