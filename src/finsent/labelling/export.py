@@ -36,7 +36,7 @@ from finsent.labelling import label_studio
 from finsent.labelling.keys import text_key, text_keys
 from finsent.labelling.select import Selection, choose
 from finsent.monitoring import drift
-from finsent.monitoring.champion import Champion, champion_reference, load_champion, reference_dir
+from finsent.monitoring.champion import Champion, cached_outputs, champion_reference, load_champion, reference_dir
 from finsent.monitoring.store import insert_ignoring_duplicates, label_tasks, open_store, predictions, unusable
 from finsent.paths import Layout
 from finsent.vocabulary import LABELS
@@ -135,15 +135,7 @@ def reference_embeddings(p: Params, root: Path, champion: Champion) -> np.ndarra
     """The champion's embeddings of its training reference: the sample and cache the drift check uses."""
     cache = reference_dir(p, root, champion)
     reference = drift.sample_rows(champion_reference(champion, cache), p.drift.max_rows, p.drift.seed)
-    embeddings, _ = drift.cached_champion_outputs(
-        champion.scorer.model,
-        champion.scorer.tokenizer,
-        reference["text"].astype(str).tolist(),
-        cache / "outputs.npz",
-        max_length=p.drift.embedding_max_length,
-        batch_size=p.drift.embedding_batch_size,
-        calibration=champion.scorer.calibration,
-    )
+    embeddings, _ = cached_outputs(p, champion, reference["text"].astype(str).tolist(), cache / "outputs.npz")
     return embeddings
 
 

@@ -6,9 +6,11 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from finsent import tracking
@@ -92,24 +94,50 @@ def reference_dir(p: Params, root: Path, champion: Champion) -> Path:
     return Layout.of(root, p).reference_dir(champion.name, champion.version)
 
 
-def champion_reference(champion: Champion, cache_dir: Path) -> pd.DataFrame:
-    """The champion's training data (text, label), from its training run; kept in ``cache_dir``."""
+def _download_once(run_id: str, artifact: str, target: Path, why_missing: Callable[[Exception], str]) -> None:
+    """One artifact of a run into ``target``, whole or not at all (a ``RegistryError`` when it is not there)."""
     import mlflow
 
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        try:
+            local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=artifact, dst_path=tmp)
+        except Exception as exc:  # noqa: BLE001 - MlflowException or OSError: the artifact is not there
+            raise RegistryError(why_missing(exc)) from exc
+        os.replace(local, target)  # the download is complete: the rename publishes it whole
+
+
+def cached_outputs(p: Params, champion: Champion, texts: list[str], cache_file: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The champion's sentence embeddings and calibrated probabilities of ``texts`` with the drift check's
+    settings, kept in ``cache_file`` (keyed by the model, its calibration and the texts)."""
+    from finsent.monitoring import drift
+
+    return drift.cached_champion_outputs(
+        champion.scorer.model,
+        champion.scorer.tokenizer,
+        texts,
+        cache_file,
+        max_length=p.drift.embedding_max_length,
+        batch_size=p.drift.embedding_batch_size,
+        calibration=champion.scorer.calibration,
+    )
+
+
+def champion_reference(champion: Champion, cache_dir: Path) -> pd.DataFrame:
+    """The champion's training data (text, label), from its training run; kept in ``cache_dir``."""
     target = Path(cache_dir) / "train.csv"
     if not target.is_file():
         if not champion.run_id:
             raise RegistryError(f"{champion.name} v{champion.version} has no training run: no drift reference")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-            try:
-                local = mlflow.artifacts.download_artifacts(run_id=champion.run_id, artifact_path=REFERENCE_ARTIFACT, dst_path=tmp)
-            except Exception as exc:  # noqa: BLE001 - MlflowException or OSError: the artifact is not there
-                raise RegistryError(
-                    f"{champion.name} v{champion.version}: its run {champion.run_id} has no {REFERENCE_ARTIFACT} artifact "
-                    f"(registered before monitoring logged it?): no drift reference ({exc.__class__.__name__})"
-                ) from exc
-            os.replace(local, target)  # the download is complete: the rename publishes it whole
+        _download_once(
+            champion.run_id,
+            REFERENCE_ARTIFACT,
+            target,
+            lambda exc: (
+                f"{champion.name} v{champion.version}: its run {champion.run_id} has no {REFERENCE_ARTIFACT} artifact "
+                f"(registered before monitoring logged it?): no drift reference ({exc.__class__.__name__})"
+            ),
+        )
     return read_dataset(target)[["text", "label"]]
 
 
@@ -120,8 +148,6 @@ def champion_dev_reference(champion: Champion, cache_dir: Path) -> pd.DataFrame:
     Found in its training run's folder (the ``run_dir`` tag the training flow sets), or as the run's
     ``DEV_ARTIFACT`` (registration logs it; models registered before that have only the folder); a
     ``RegistryError`` says when neither exists."""
-    import mlflow
-
     target = Path(cache_dir) / "dev.csv"
     if not target.is_file():
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -130,15 +156,15 @@ def champion_dev_reference(champion: Champion, cache_dir: Path) -> pd.DataFrame:
             with atomic_path(target) as tmp:
                 shutil.copyfile(local, tmp)
         elif champion.run_id:
-            with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-                try:
-                    found = mlflow.artifacts.download_artifacts(run_id=champion.run_id, artifact_path=DEV_ARTIFACT, dst_path=tmp)
-                except Exception as exc:  # noqa: BLE001 - MlflowException or OSError: the artifact is not there
-                    raise RegistryError(
-                        f"{champion.name} v{champion.version}: no dev split (its run folder {champion.run_dir or '?'} is not here "
-                        f"and its run has no {DEV_ARTIFACT}): no reference for the weighted estimates"
-                    ) from exc
-                os.replace(found, target)
+            _download_once(
+                champion.run_id,
+                DEV_ARTIFACT,
+                target,
+                lambda exc: (
+                    f"{champion.name} v{champion.version}: no dev split (its run folder {champion.run_dir or '?'} is not here "
+                    f"and its run has no {DEV_ARTIFACT}): no reference for the weighted estimates"
+                ),
+            )
         else:
             raise RegistryError(f"{champion.name} v{champion.version} has no training run: no dev split for the weighted estimates")
     return read_dataset(target)[["text", "label"]]

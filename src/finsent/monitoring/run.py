@@ -25,7 +25,7 @@ from finsent.config import MonitorParams, Params
 from finsent.data.frames import DataError
 from finsent.monitoring import alerts, batch, drift, history, report, sentiment_index
 from finsent.monitoring import estimate as est
-from finsent.monitoring.champion import Champion, champion_dev_reference, champion_reference, reference_dir
+from finsent.monitoring.champion import Champion, cached_outputs, champion_dev_reference, champion_reference, reference_dir
 from finsent.monitoring.retrain_policy import RetrainDecision, WindowPerformance
 from finsent.monitoring.store import find_batch, open_store, read_predictions
 from finsent.paths import Layout
@@ -158,15 +158,7 @@ def labelled_reference(p: Params, root: Path, champion: Champion) -> est.Referen
     cache = reference_dir(p, root, champion)
     dev = champion_dev_reference(champion, cache)
     dev = dev[dev["label"] >= 0].reset_index(drop=True)
-    embeddings, probs = drift.cached_champion_outputs(
-        champion.scorer.model,
-        champion.scorer.tokenizer,
-        dev["text"].astype(str).tolist(),
-        cache / "dev_outputs.npz",
-        max_length=p.drift.embedding_max_length,
-        batch_size=p.drift.embedding_batch_size,
-        calibration=champion.scorer.calibration,
-    )
+    embeddings, probs = cached_outputs(p, champion, dev["text"].astype(str).tolist(), cache / "dev_outputs.npz")
     return est.Reference(probs=probs, labels=dev["label"].to_numpy(), embeddings=embeddings)
 
 
