@@ -57,8 +57,8 @@ check: install
 
 # Tests run in TEST_WORKERS processes (pytest-xdist): most wait on subprocesses and servers, so more
 # workers than cores pay. On this 2-core machine, idle, the 889 tests took 28m52s in 2 workers (fresh
-# clone) and 21m40s in 3.
-TEST_WORKERS ?= 3
+# clone) and 21m40s in 3; in 3, a niced background job still got about half a core, so 4.
+TEST_WORKERS ?= 4
 
 test: check
 	$(BIN)/pytest -q -n $(TEST_WORKERS) --durations=15

@@ -4,8 +4,6 @@
   content of ``data/`` (the batches included), the files kept in ``quarantine/``, the row counts of the
   predictions store's tables, the registry's champion, challenger and number of versions, git's HEAD and
   the params file. A store that is not a database is recorded by its bytes, so "left as it was" holds too.
-- ``clone_project``: a copy of a project (its DVC remote, ``.dvc-storage``, inside it) whose MLflow store
-  points at the copy's own artifacts, so that a case may change its copy freely.
 - ``Cli``: runs ``finsent.cli.main`` in this process and checks what every failing command promises: its
   exit code, one ``finsent: error:`` line and no traceback on stderr, nothing on stdout, nothing changed.
 - ``Spawned``: a ``finsent`` command in its own process (for kill -9 and concurrency); ``one_error``
@@ -19,7 +17,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import shutil
 import signal
 import sqlite3
 import subprocess
@@ -159,32 +156,6 @@ def one_error(err: str, says: str | tuple[str, ...] | None = None) -> str:
 
 
 # --- copies of a project -----------------------------------------------------------------------------
-
-
-def rewrite_paths(db: Path, old: str, new: str) -> None:
-    """Point every path an MLflow SQLite store holds (artifact locations, sources, run folders) from
-    ``old`` to ``new``: a copied store then reads and writes its copy's artifacts only."""
-    if not db.is_file():
-        return
-    with contextlib.closing(sqlite3.connect(db)) as conn, conn:
-        tables = [row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
-        for table in tables:
-            for column in conn.execute(f"PRAGMA table_info('{table}')").fetchall():
-                name, kind = column[1], (column[2] or "").upper()
-                if any(word in kind for word in ("CHAR", "TEXT", "CLOB")):
-                    conn.execute(f'UPDATE "{table}" SET "{name}" = REPLACE("{name}", ?, ?) WHERE "{name}" LIKE ?', (old, new, f"%{old}%"))
-
-
-def clone_project(project: Path, dest: Path) -> Path:
-    """Copy ``project`` under ``dest`` (its DVC remote, ``.dvc-storage``, lies inside it); returns the copy."""
-    project = Path(project)
-    dest.mkdir(parents=True, exist_ok=True)
-    copy = dest / project.name
-    shutil.copytree(project, copy, symlinks=True)
-    rewrite_paths(copy / "mlflow.db", str(project), str(copy))
-    for lock in copy.glob("*.lock"):
-        lock.unlink()
-    return copy
 
 
 # --- in-process commands -------------------------------------------------------------------------------

@@ -13,7 +13,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from testkit.adversarial import Cli, clone_project
+from testkit.adversarial import Cli
+from testkit.projects import built_once, clone_project
 from testkit.tiny_settings import training_overrides
 
 # The tiny model's settings are written into the project's params.yaml, so that every command (in this
@@ -58,17 +59,24 @@ def eval_texts_free(tfns_valid) -> pd.DataFrame:
     return tfns_valid[~tfns_valid["text"].isin(held)].drop_duplicates("text").reset_index(drop=True)
 
 
-@pytest.fixture(scope="session")
-def untrained_base(tmp_path_factory, tfns_train, tfns_valid, tiny_model_dir) -> Path:
-    """A project with its data versioned (data.dvc, pushed to its DVC remote) and no model yet."""
-    from conftest import make_project  # tests/conftest.py: the same project as the `project` fixture's
+@pytest.fixture(scope="session", autouse=True)
+def _a_flow_ran_outside_capture(prefect_harness):
+    """One flow run before any case: Prefect's console logging, set up by a process's first flow run,
+    must not bind to the output a case captures (capsys closes it after the case, and every later
+    flow in the worker fails writing to it). The trained project's flow did this in each worker before
+    it was trained once per run."""
+    from prefect import flow
 
+    flow(name="warm-up")(lambda: None)()
+
+
+@pytest.fixture(scope="session")
+def untrained_base(tmp_path_factory, project_template, tiny_model_dir) -> Path:
+    """A project with its data versioned (data.dvc, pushed to its DVC remote) and no model yet."""
     from finsent.config import Params
-    from finsent.data.frames import stratified_sample
     from finsent.data.versioning import ensure_data
 
-    train, valid = (stratified_sample(df, n, 0)[["text", "label"]] for df, n in ((tfns_train, 400), (tfns_valid, 200)))
-    project = make_project(tmp_path_factory.mktemp("adv-untrained") / "project", train, valid)
+    project = clone_project(project_template, tmp_path_factory.mktemp("adv-untrained"))
     write_settings(project, tiny_model_dir)
     ensure_data(project, Params().data, log=lambda *_: None)
     return project
@@ -76,15 +84,20 @@ def untrained_base(tmp_path_factory, tfns_train, tfns_valid, tiny_model_dir) -> 
 
 @pytest.fixture(scope="session")
 def trained_base(untrained_base, tmp_path_factory, prefect_harness) -> Path:
-    """The untrained project after one run of the real training flow: version 1 is champion. Cases
-    read it only (the snapshot checks that); those that may change it take ``trained``."""
-    from flows.training import training_flow
+    """The untrained project after one run of the real training flow: version 1 is champion. Trained
+    once per run (``built_once``) and copied into each worker. Cases read it only (the snapshot checks
+    that); those that may change it take ``trained``."""
 
-    project = clone_project(untrained_base, tmp_path_factory.mktemp("adv-trained"))
-    with own_tracking_store():
-        summary = training_flow(root=str(project))
-    assert summary.version == "1" and summary.promoted
-    return project
+    def train(folder: Path) -> Path:
+        from flows.training import training_flow
+
+        project = clone_project(untrained_base, folder)
+        with own_tracking_store():
+            summary = training_flow(root=str(project))
+        assert summary.version == "1" and summary.promoted
+        return project
+
+    return clone_project(built_once(tmp_path_factory, "adv-trained", train), tmp_path_factory.mktemp("adv-trained"))
 
 
 @pytest.fixture(scope="session")
