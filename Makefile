@@ -59,13 +59,16 @@ check: install
 # workers than cores pay. On this 2-core machine, idle, the 889 tests took 28m52s in 2 workers (fresh
 # clone) and 21m40s in 3; in 3, a niced background job still got about half a core, so 4.
 TEST_WORKERS ?= 4
+# One test (or group of tests sharing a module fixture) at a time to whichever worker is free, long ones
+# first, in the order tests/conftest.py gives.
+XDIST = -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
 
 test: check
-	$(BIN)/pytest -q -n $(TEST_WORKERS) --durations=15
+	$(BIN)/pytest -q $(XDIST) --durations=15
 
 # Unit, data and model tests without servers or whole flows (tests/integration and slow ones skipped).
 test-fast: check
-	$(BIN)/pytest -q -n $(TEST_WORKERS) -m "not slow and not integration"
+	$(BIN)/pytest -q $(XDIST) -m "not slow and not integration"
 
 serve: install
 	$(BIN)/finsent serve

@@ -1,6 +1,7 @@
 """Which texts are worth labelling? Active-learning strategies against random, on a simulated loop.
 
-  PYTHONPATH=src python bench/bench_active.py --out bench/results/active_cpu.json
+  PYTHONPATH=src python bench/bench_active.py --out bench/results/active_cpu.json                   # head learner, minutes
+  PYTHONPATH=src python bench/bench_active.py --learner finetune --out bench/results/active_finetune.json  # hours on CPU
 
 Issue 16 asks whether ``finsent label export``'s strategies (``finsent.labelling.select``) spend labels
 better than picking at random. Labelling is simulated on TFNS, whose labels we hold but reveal only for
@@ -17,21 +18,33 @@ the rows a strategy picks:
   each strategy) starts from these rows, so the round-0 model is trained once per seed and shared (the
   same rows, the same seed: the same model). Each arm then picks ``--per-round`` pool rows with that
   model; their labels are revealed and added.
-- Rounds 1..``--rounds``: each arm fine-tunes again *from the base encoder* on its labelled rows
-  (``--epochs`` each, the ``params.yaml`` train recipe without a dev split, so the last weights are
-  kept; ``train.on_cuda`` is not applied), scores the test set, and picks again (not after the last).
-  ``--rounds 4`` adds 800 labels in all.
+- Rounds 1..``--rounds``: each arm retrains on its labelled rows, scores the test set, and picks again
+  (not after the last). ``--rounds 4`` adds 800 labels in all. What "retrains" means is ``--learner``:
+  - ``head`` (the default): a logistic-regression head (``HEAD_C``, standardised inputs) refitted on the
+    frozen base encoder's mean-pooled sentence embeddings, computed once for every row and the test
+    set. A fit takes about a second and is deterministic, so two arms differ only by what they picked.
+  - ``finetune``: the base encoder fine-tuned whole *from the base weights* (``--epochs`` each, the
+    ``params.yaml`` train recipe without a dev split, so the last weights are kept; ``train.on_cuda``
+    is not applied). Why it is not the default, measured on this CPU (results/active_finetune_partial.json,
+    seed 1): one-epoch fine-tunes on 1,654..2,454 rows scored test macro-F1 0.50, 0.50, 0.47, 0.54 and
+    0.48 along *random's* five rounds, and 0.28..0.62 across arms; the fit-to-fit noise (about 0.05)
+    is larger than anything 200 labels could change, so the arms' comparison measured the noise. And
+    a fit took about 100 s, not the 38 s the estimate below assumes (random's four fits: 401 s), so
+    a seed's 21 fits take about 35 minutes idle, the 3 seeds nearly 2 hours. More epochs would cut the
+    noise and multiply the time: a job for a GPU (seconds per fit), not this CPU.
 - Strategies see the round's model as ``finsent label export`` sees the champion: ``uncertainty`` and
-  ``margin`` its probabilities on the pool (raw softmax: the loop has no dev split to calibrate on),
-  ``diverse`` and ``drifted`` also its mean-pooled embeddings (``finsent.monitoring.drift.champion_outputs``),
-  ``drifted`` against the embeddings of the arm's labelled rows (its training data). ``random`` draws
-  uniformly with ``numpy.random.default_rng([seed, round])``.
+  ``margin`` its probabilities on the pool (raw softmax with ``finetune``: the loop has no dev split to
+  calibrate on), ``diverse`` and ``drifted`` also its mean-pooled embeddings
+  (``finsent.monitoring.drift.champion_outputs``; with ``head``, the frozen encoder's), ``drifted``
+  against the embeddings of the arm's labelled rows (its training data). ``random`` draws uniformly
+  with ``numpy.random.default_rng([seed, round])``.
 - Reported: per arm and round, the labelled rows and the test macro-F1 and accuracy, mean and std over
   seeds; and the labelled rows each arm needs to reach random's final mean macro-F1 (linear between
   rounds, "not reached" if it never does): fewer than random's means the strategy saves labels.
 
 The budget (defaults, MiniLM, 2 idle CPU cores): 8,268 honest training rows, a start of 1,654, a pool of
-2,000, 4 rounds of 200, max_length 64 (99.8% of TFNS training texts fit), 1 epoch per fit, 3 seeds:
+2,000, 4 rounds of 200, max_length 64 (99.8% of TFNS training texts fit), 3 seeds. With ``head``: the
+10,656 embeddings (about 50 s) and 63 fits of a second. With ``finetune``, 1 epoch per fit:
 - 3 x (1 shared round-0 fit + 5 arms x 4 rounds) = 63 fits on 1,654..2,454 rows, 134k training samples
   at ``TRAIN_SAMPLES_PER_S``: ~40 min;
 - 63 scorings of the 2,388-row test set at ``SCORE_TEXTS_PER_S``: ~10 min;
@@ -68,6 +81,8 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 RANDOM = "random"
+HEAD, FINETUNE = "head", "finetune"
+HEAD_C = 1.0  # the head's inverse L2 strength, on standardised embeddings (scikit-learn's default)
 
 # Speeds on this machine's 2 idle CPU cores, MiniLM-L6, fp32: what the budget estimate divides by.
 TRAIN_SAMPLES_PER_S = 56.0  # finsent.training.train.fit, batch 32, TFNS texts (bench/results/cpu_speed.json)
@@ -86,6 +101,7 @@ class Budget:
     """What one run of the bench costs: its settings and the rows they imply."""
 
     encoder: str
+    learner: str
     strategies: tuple[str, ...]
     seeds: tuple[int, ...]
     rounds: int
@@ -154,8 +170,12 @@ def digest(ids: Sequence[int] | np.ndarray) -> str:
 # --- the loop ---------------------------------------------------------------------------------------
 
 
-def estimate_seconds(b: Budget, start_rows: int) -> dict[str, float]:
-    """The expected time of a run on idle cores, by part (see the speed constants)."""
+def estimate_seconds(b: Budget, start_rows: int, rows: int = 0) -> dict[str, float]:
+    """The expected time of a run on idle cores, by part (see the speed constants). ``rows``: the honest
+    training rows, which the head learner embeds once with the test set (its fits take a second each)."""
+    if b.learner == HEAD:
+        embed = (rows + b.test_rows) / EMBED_TEXTS_PER_S
+        return {"embed": round(embed), "total": round(embed)}
     arms = len(b.strategies)
     learners = [s for s in b.strategies if s != RANDOM]
     labelled = [start_rows + r * b.per_round for r in range(1, b.rounds + 1)]
@@ -217,7 +237,7 @@ class ModelView:
         return self._reference
 
 
-def pick(strategy: str, pool: np.ndarray, view: ModelView, n: int, seed: int, round_: int) -> np.ndarray:
+def pick(strategy: str, pool: np.ndarray, view: ModelView | HeadView, n: int, seed: int, round_: int) -> np.ndarray:
     """The ``n`` pool row ids ``strategy`` labels next (``view`` describes the pool in the order of ``pool``)."""
     from finsent.config import LabelParams
     from finsent.labelling.select import choose
@@ -232,18 +252,92 @@ def pick(strategy: str, pool: np.ndarray, view: ModelView, n: int, seed: int, ro
     return np.asarray(selection.ids, dtype=np.int64)
 
 
-def fine_tune(train_params: Any, rows: pd.DataFrame, ids: np.ndarray) -> tuple[Any, Any, dict]:
-    from finsent.training.train import fit_frames
+class FineTuneLearner:
+    """Each round fine-tunes the base encoder whole on the labelled rows (``--epochs``), as retraining would."""
 
-    return fit_frames(train_params, rows.iloc[ids].reset_index(drop=True), None, log=lambda _: None)
+    def __init__(self, base_params: Any, rows: pd.DataFrame, test: pd.DataFrame, max_length: int) -> None:
+        self.base_params, self.rows, self.test, self.max_length = base_params, rows, test, max_length
+        self.texts = rows["text"].tolist()
+        self.y_test = test["label"].to_numpy(dtype=np.int64)
+        self._test_encoded = None
+
+    def fit(self, ids: np.ndarray, seed: int) -> tuple[Any, float]:
+        from finsent.training.train import fit_frames
+
+        p = dataclasses.replace(self.base_params, seed=seed)
+        tokenizer, model, stats = fit_frames(p, self.rows.iloc[ids].reset_index(drop=True), None, log=lambda _: None)
+        return (tokenizer, model), stats["seconds"]
+
+    def score(self, fitted: Any) -> dict[str, float]:
+        from finsent.training.features import encode_texts
+        from finsent.training.score import predict_proba_encoded
+
+        tokenizer, model = fitted
+        if self._test_encoded is None:
+            self._test_encoded = encode_texts(tokenizer, self.test["text"].tolist(), self.max_length)
+        return test_metrics(self.y_test, predict_proba_encoded(model, self._test_encoded).argmax(1))
+
+    def view(self, fitted: Any, pool: np.ndarray, labelled: np.ndarray) -> ModelView:
+        tokenizer, model = fitted
+        return ModelView(model, tokenizer, self.max_length, [self.texts[i] for i in pool], [self.texts[i] for i in labelled])
 
 
-def score_test(model: Any, test_encoded: Any, y_test: np.ndarray) -> dict[str, float]:
+@dataclasses.dataclass
+class HeadView:
+    """The pool under the head learner: its probabilities, and the frozen encoder's embeddings."""
+
+    head: Any
+    embeddings_all: np.ndarray
+    pool: np.ndarray
+    labelled: np.ndarray
+
+    def probs(self) -> np.ndarray:
+        return self.head.predict_proba(self.embeddings_all[self.pool])
+
+    def embeddings(self) -> np.ndarray:
+        return self.embeddings_all[self.pool]
+
+    def reference(self) -> np.ndarray:
+        return self.embeddings_all[self.labelled]
+
+
+class HeadLearner:
+    """Each round refits a logistic-regression head on the frozen base encoder's sentence embeddings
+    (mean-pooled, computed once for every row and the test set). A fit is deterministic and takes about a
+    second, so two arms differ only by the rows they picked: the comparison the strategies need, which
+    one-epoch fine-tunes could not give on this CPU (see the module docstring)."""
+
+    def __init__(self, encoder: str, rows: pd.DataFrame, test: pd.DataFrame, max_length: int) -> None:
+        from finsent.monitoring.drift import embed
+        from finsent.training.model import load_classifier
+
+        tokenizer, model = load_classifier(encoder)
+        model.eval()
+        self.embeddings = embed(model, tokenizer, rows["text"].tolist(), max_length=max_length, batch_size=EMBED_BATCH_SIZE)
+        self.test_embeddings = embed(model, tokenizer, test["text"].tolist(), max_length=max_length, batch_size=EMBED_BATCH_SIZE)
+        self.y = rows["label"].to_numpy(dtype=np.int64)
+        self.y_test = test["label"].to_numpy(dtype=np.int64)
+
+    def fit(self, ids: np.ndarray, seed: int) -> tuple[Any, float]:
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        started = time.perf_counter()
+        head = make_pipeline(StandardScaler(), LogisticRegression(C=HEAD_C, max_iter=2000))
+        head.fit(self.embeddings[ids], self.y[ids])
+        return head, time.perf_counter() - started
+
+    def score(self, fitted: Any) -> dict[str, float]:
+        return test_metrics(self.y_test, fitted.predict(self.test_embeddings))
+
+    def view(self, fitted: Any, pool: np.ndarray, labelled: np.ndarray) -> HeadView:
+        return HeadView(fitted, self.embeddings, pool, labelled)
+
+
+def test_metrics(y_test: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
     from sklearn.metrics import f1_score
 
-    from finsent.training.score import predict_proba_encoded
-
-    predicted = predict_proba_encoded(model, test_encoded).argmax(1)
     return {"macro_f1": float(f1_score(y_test, predicted, average="macro")), "accuracy": float((predicted == y_test).mean())}
 
 
@@ -251,15 +345,9 @@ def class_counts(rows: pd.DataFrame, ids: np.ndarray) -> list[int]:
     return np.bincount(rows["label"].to_numpy()[ids], minlength=3).astype(int).tolist()
 
 
-def run_seed(
-    b: Budget, rows: pd.DataFrame, test: pd.DataFrame, seed: int, base_params: Any, log: Log, on_arm: Callable[[dict], None]
-) -> dict:
+def run_seed(b: Budget, rows: pd.DataFrame, seed: int, learner: Any, log: Log, on_arm: Callable[[dict], None]) -> dict:
     """Every arm of one seed, from one shared start. ``on_arm`` sees the seed's record after each arm."""
-    from finsent.training.features import encode_texts
-
     start, pool = start_and_pool(rows, b.start_fraction, b.pool_rows, seed)
-    p = dataclasses.replace(base_params, seed=seed)
-    texts = rows["text"].tolist()
     record: dict[str, Any] = {
         "seed": seed,
         "start_rows": len(start),
@@ -270,19 +358,17 @@ def run_seed(
     }
 
     started = time.perf_counter()
-    tokenizer, model, stats = fine_tune(p, rows, start)
-    test_encoded = encode_texts(tokenizer, test["text"].tolist(), b.max_length)
-    y_test = test["label"].to_numpy(dtype=np.int64)
-    round0 = {"round": 0, "labelled": len(start), **score_test(model, test_encoded, y_test), "fit_seconds": stats["seconds"]}
+    fitted, fit_seconds = learner.fit(start, seed)
+    round0 = {"round": 0, "labelled": len(start), **learner.score(fitted), "fit_seconds": fit_seconds}
     record["round0_seconds"] = time.perf_counter() - started
     log(f"seed {seed} round 0: {len(start)} labelled, test macro-F1 {round0['macro_f1']:.4f}")
-    shared = ModelView(model, tokenizer, b.max_length, [texts[i] for i in pool], [texts[i] for i in start])
+    shared = learner.view(fitted, pool, start)
     first_picks: dict[str, tuple[np.ndarray, float]] = {}
     for strategy in b.strategies:  # the shared model's pool outputs are computed once, for the first who needs them
         t = time.perf_counter()
         chosen = pick(strategy, pool, shared, b.per_round, seed, 0)
         first_picks[strategy] = (chosen, time.perf_counter() - t)
-    del model, shared
+    del fitted, shared
 
     for strategy in b.strategies:
         arm_started = time.perf_counter()
@@ -297,12 +383,11 @@ def run_seed(
                 raise RuntimeError(f"{strategy} picked rows outside its pool or twice (seed {seed}, round {round_ - 1})")
             labelled = np.concatenate([labelled, picked])
             remaining = np.setdiff1d(remaining, picked)
-            tokenizer, model, stats = fine_tune(p, rows, labelled)
-            entry = {"round": round_, "labelled": len(labelled), **score_test(model, test_encoded, y_test), "fit_seconds": stats["seconds"]}
+            fitted, fit_seconds = learner.fit(labelled, seed)
+            entry = {"round": round_, "labelled": len(labelled), **learner.score(fitted), "fit_seconds": fit_seconds}
             if round_ < b.rounds:
                 t = time.perf_counter()
-                view = ModelView(model, tokenizer, b.max_length, [texts[i] for i in remaining], [texts[i] for i in labelled])
-                picked = pick(strategy, remaining, view, b.per_round, seed, round_)
+                picked = pick(strategy, remaining, learner.view(fitted, remaining, labelled), b.per_round, seed, round_)
                 entry |= {
                     "pick_seconds": time.perf_counter() - t,
                     "picked": picked.tolist(),
@@ -310,7 +395,7 @@ def run_seed(
                 }
             arm["rounds"].append(entry)
             log(f"seed {seed} {strategy} round {round_}: {len(labelled)} labelled, test macro-F1 {entry['macro_f1']:.4f}")
-            del model
+            del fitted
         arm["seconds"] = time.perf_counter() - arm_started
         record["arms"][strategy] = arm
         on_arm(record)
@@ -404,6 +489,7 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     from finsent.config import LABEL_STRATEGIES, PACKAGED_ENCODER
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--learner", choices=[HEAD, FINETUNE], default=HEAD, help="what each round retrains (module docstring)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--rounds", type=int, default=4, help="rounds of --per-round new labels after the start")
     parser.add_argument("--per-round", type=int, default=200)
@@ -440,6 +526,7 @@ def main(argv: Sequence[str] | None = None, log: Log = print) -> dict:
     test = stratified_sample(test_full, args.test_rows, data_seed)
     b = Budget(
         encoder=args.encoder,
+        learner=args.learner,
         strategies=tuple(dict.fromkeys(args.strategies)),
         seeds=tuple(dict.fromkeys(args.seeds)),
         rounds=args.rounds,
@@ -456,7 +543,7 @@ def main(argv: Sequence[str] | None = None, log: Log = print) -> dict:
     )
     device = choose_device(base_params.device)
     start_rows = round(b.start_fraction * len(rows))
-    estimate = estimate_seconds(b, start_rows)
+    estimate = estimate_seconds(b, start_rows, len(rows))
     log(f"budget: {json.dumps(b.settings())} seeds {list(b.seeds)}; estimate for MiniLM on 2 idle cores (s): {estimate}")
 
     previous = json.loads(args.out.read_text()) if args.out.is_file() else {}
@@ -515,11 +602,18 @@ def main(argv: Sequence[str] | None = None, log: Log = print) -> dict:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(results, indent=1))
 
+    learner = None
     for seed in b.seeds:
         if str(seed) in results["runs"]:
             log(f"seed {seed}: already in {args.out}, skipped")
             continue
-        run_seed(b, rows, test, seed, base_params, log, save)
+        if learner is None:  # built on the first seed that runs: the head learner embeds every row once
+            learner = (
+                HeadLearner(b.encoder, rows, test, b.max_length)
+                if b.learner == HEAD
+                else FineTuneLearner(base_params, rows, test, b.max_length)
+            )
+        run_seed(b, rows, seed, learner, log, save)
     save()
     table = markdown_table(results)
     results["table"] = table

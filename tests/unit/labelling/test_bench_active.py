@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parents[3]
 SEEDS = (1, 2)
 ROUNDS, PER_ROUND, START_FRACTION, POOL_ROWS, TEST_ROWS = 2, 15, 0.02, 90, 60
 ARGS = [
-    "--seeds", *map(str, SEEDS), "--rounds", str(ROUNDS), "--per-round", str(PER_ROUND), "--epochs", "1",
+    "--learner", "finetune", "--seeds", *map(str, SEEDS), "--rounds", str(ROUNDS), "--per-round", str(PER_ROUND), "--epochs", "1",
     "--start-fraction", str(START_FRACTION), "--pool-rows", str(POOL_ROWS), "--test-rows", str(TEST_ROWS),
 ]  # fmt: skip
 
@@ -49,6 +49,7 @@ def test_the_json_holds_the_budget_every_arm_and_round_and_the_labels_to_reach_r
     strategies = [bench.RANDOM, "uncertainty", "margin", "diverse", "drifted"]
     assert budget["settings"]["strategies"] == strategies and budget["seeds"] == list(SEEDS)
     assert (budget["settings"]["rounds"], budget["settings"]["per_round"], budget["settings"]["epochs"]) == (ROUNDS, PER_ROUND, 1.0)
+    assert budget["settings"]["learner"] == "finetune"
     start = budget["start_rows"]
     assert start == round(START_FRACTION * written["data"]["honest_train_rows"])
     assert budget["labelled_rows_per_round"] == [start + r * PER_ROUND for r in range(ROUNDS + 1)]
@@ -117,3 +118,24 @@ def test_a_rerun_with_the_same_settings_keeps_the_finished_seeds(bench, ran, tin
 )
 def test_labels_to_reach_interpolates_between_rounds(bench, scores, needed):
     assert bench.labels_to_reach([100, 200, 300], scores, 0.70) == (None if needed is None else pytest.approx(needed))
+
+
+def test_the_head_learner_runs_the_same_loop_and_gives_the_same_numbers_twice(bench, ran, tiny_model_dir, tmp_path):
+    """The default learner: a logistic head on frozen embeddings, refitted each round. Its fits are
+    deterministic: a second run from scratch gives every arm the same scores, so arms differ only by
+    the rows they picked."""
+    args = [a for a in ARGS if a not in ("--learner", "finetune")]
+    first, second = (
+        bench.main([*args, "--encoder", str(tiny_model_dir), "--out", str(tmp_path / name)], log=lambda _: None)
+        for name in ("head.json", "again.json")
+    )
+    written = json.loads((tmp_path / "head.json").read_text())
+    assert written["budget"]["settings"]["learner"] == "head" and written["summary"] == first["summary"]
+    assert set(written["budget"]["estimate_seconds_idle"]) == {"embed", "total"}
+    finetuned, _ = ran
+    for seed in SEEDS:
+        run, same_rows = first["runs"][str(seed)], finetuned["runs"][str(seed)]
+        assert run["start_digest"] == same_rows["start_digest"] and run["pool_ids"] == same_rows["pool_ids"]
+        for strategy, arm in run["arms"].items():
+            again = second["runs"][str(seed)]["arms"][strategy]["rounds"]
+            assert [(r["macro_f1"], r.get("picked")) for r in arm["rounds"]] == [(r["macro_f1"], r.get("picked")) for r in again], strategy
