@@ -56,12 +56,11 @@ check: install
 	$(BIN)/lint-imports
 
 # Tests run in TEST_WORKERS processes (pytest-xdist): most wait on subprocesses and servers, so more
-# workers than cores pay. On this 2-core machine, idle, the 889 tests took 28m52s in 2 workers (fresh
-# clone) and 21m40s in 3; in 3, a niced background job still got about half a core, so 4.
-TEST_WORKERS ?= 4
-# One test (or group of tests sharing a module fixture) at a time to whichever worker is free, long ones
-# first, in the order tests/conftest.py gives.
-XDIST = -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
+# workers than cores pay, up to a point. On this 2-core machine the 889 tests took 28m52s in 2 workers
+# (fresh clone, idle) and 21m40s in 3 (idle); 4 workers, with the long tests handed out first, took
+# longer than 3 (about 30 min, fresh clone): the integration tests then all compete for the 2 cores.
+TEST_WORKERS ?= 3
+XDIST = -n $(TEST_WORKERS)
 
 test: check
 	$(BIN)/pytest -q $(XDIST) --durations=15

@@ -104,23 +104,3 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the group marks
-def pytest_collection_modifyitems(config, items):
-    """The order and grouping ``make test`` hands to its xdist workers (``--dist loadgroup
-    --no-loadscope-reorder``: one test or group at a time, to whichever worker is free, in this order):
-
-    - Tests that share a module-scoped fixture form one group, run by one worker, so that the fixture
-      (a fine-tuned MiniLM, a server, a run of a bench) is built once, not once per worker.
-    - The long tests first (``slow``, then the rest of ``integration``, each in file order): a
-      minutes-long test no longer starts last while the other workers sit idle. (With xdist's default
-      scheduling, which hands out consecutive chunks, tests/integration/test_work_pool.py alone ran
-      for the suite's last ~3 minutes.)
-    """
-    for item in items:
-        info = getattr(item, "_fixtureinfo", None)
-        if info is not None and any(defs[-1].scope == "module" for defs in info.name2fixturedefs.values()):
-            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
-    items.sort(key=lambda item: 0 if item.get_closest_marker("slow") else 1 if item.get_closest_marker("integration") else 2)
