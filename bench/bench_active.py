@@ -28,10 +28,9 @@ the rows a strategy picks:
     is not applied). Why it is not the default, measured on this CPU (results/active_finetune_partial.json,
     seed 1): one-epoch fine-tunes on 1,654..2,454 rows scored test macro-F1 0.50, 0.50, 0.47, 0.54 and
     0.48 along *random's* five rounds, and 0.28..0.62 across arms; the fit-to-fit noise (about 0.05)
-    is larger than anything 200 labels could change, so the arms' comparison measured the noise. And
-    a fit took about 100 s, not the 38 s the estimate below assumes (random's four fits: 401 s), so
-    a seed's 21 fits take about 35 minutes idle, the 3 seeds nearly 2 hours. More epochs would cut the
-    noise and multiply the time: a job for a GPU (seconds per fit), not this CPU.
+    is larger than anything 200 labels could change, so the arms' comparison measured the noise. More
+    epochs would cut the noise and multiply the time: a job for a GPU (seconds per fit), not this CPU.
+    (That run shared the machine with a test suite, niced: its times are not idle numbers.)
 - Strategies see the round's model as ``finsent label export`` sees the champion: ``uncertainty`` and
   ``margin`` its probabilities on the pool (raw softmax with ``finetune``: the loop has no dev split to
   calibrate on), ``diverse`` and ``drifted`` also its mean-pooled embeddings
