@@ -58,7 +58,7 @@ check: install
 # Tests run in TEST_WORKERS processes (pytest-xdist): most wait on subprocesses and servers, so more
 # workers than cores pay, up to a point. On this 2-core machine the 889 tests took 28m52s in 2 workers
 # (fresh clone, idle) and 21m40s in 3 (idle); 4 workers, with the long tests handed out first, took
-# longer than 3 (about 30 min, fresh clone): the integration tests then all compete for the 2 cores.
+# longer than 3 (30m57s, fresh clone, and a schedule test timed out): they all compete for the 2 cores.
 TEST_WORKERS ?= 3
 XDIST = -n $(TEST_WORKERS)
 
