@@ -16,7 +16,7 @@ from finsent.training.train import fit, set_seed
 @pytest.fixture(scope="module")
 def fine_tuned(tfns_train, tfns_valid):
     """(TrainParams, tokenizer, model, the training sample, the validation sample)."""
-    p = TrainParams(epochs=3.0, batch_size=32, learning_rate=1e-4, progress=False, checkpoint_every_minutes=0.0)
+    p = TrainParams(epochs=2.0, batch_size=32, learning_rate=1e-4, progress=False, checkpoint_every_minutes=0.0)
     train = stratified_sample(tfns_train, 1200, seed=0)
     valid = stratified_sample(tfns_valid, 400, seed=0)
     set_seed(p.seed)
@@ -38,8 +38,9 @@ def test_fine_tuned_minilm_beats_the_majority_class(fine_tuned):
 
 
 # The deletion test on 40 TFNS test headlines (39 have more than 2 words), k = 2, the default n_steps:
-# deleting the 2 top-ranked words lowered the predicted class's probability by 0.065 on average, 2 random
-# words by 0.024 (mean of 5 draws): a margin of 0.040 (2.7x). The fine-tuned model is confident and reads
+# deleting the 2 top-ranked words lowered the predicted class's probability by 0.066 on average, 2 random
+# words by 0.014 (mean of 5 draws): a margin of 0.052 (4.8x). Measured after 2 epochs (55 s on 2 idle
+# cores), which scored accuracy 0.745 against the majority's 0.655 and macro-F1 0.48 against 0.26. The fine-tuned model is confident and reads
 # several cues per headline, so two words rarely flip it; a ranking no better than chance gives ~0.
 DELETION_HEADLINES = 40
 DELETION_K = 2

@@ -41,6 +41,7 @@ def ran(bench, tiny_model_dir, tmp_path_factory):
     return results, out
 
 
+@pytest.mark.slow  # the whole bench loop on the tiny BERT (the `ran` fixture: ~10 CPU-s)
 def test_the_json_holds_the_budget_every_arm_and_round_and_the_labels_to_reach_random(bench, ran):
     results, out = ran
     written = json.loads(out.read_text())
@@ -73,6 +74,7 @@ def test_the_json_holds_the_budget_every_arm_and_round_and_the_labels_to_reach_r
     assert summary["strategies"]["margin"]["rounds"][1]["macro_f1_mean"] == pytest.approx(np.mean(per_seed))
 
 
+@pytest.mark.slow
 def test_every_arm_starts_from_the_same_rows_and_picks_new_pool_rows_never_test_rows(bench, ran, honest):
     from finsent.augment.overlap import overlap_key
 
@@ -99,6 +101,7 @@ def test_every_arm_starts_from_the_same_rows_and_picks_new_pool_rows_never_test_
         assert run["arms"]["uncertainty"]["rounds"][0]["picked"] != run["arms"][bench.RANDOM]["rounds"][0]["picked"]
 
 
+@pytest.mark.slow
 def test_a_rerun_with_the_same_settings_keeps_the_finished_seeds(bench, ran, tiny_model_dir):
     results, out = ran
     said: list[str] = []
@@ -120,6 +123,7 @@ def test_labels_to_reach_interpolates_between_rounds(bench, scores, needed):
     assert bench.labels_to_reach([100, 200, 300], scores, 0.70) == (None if needed is None else pytest.approx(needed))
 
 
+@pytest.mark.slow
 def test_the_head_learner_runs_the_same_loop_and_gives_the_same_numbers_twice(bench, ran, tiny_model_dir, tmp_path):
     """The default learner: a logistic head on frozen embeddings, refitted each round. Its fits are
     deterministic: a second run from scratch gives every arm the same scores, so arms differ only by
