@@ -11,6 +11,8 @@ import pytest
 from finsent.monitoring.store import make_engine
 from testkit import local_services
 from unit.monitoring.test_store import (  # noqa: F401 - collected in this module, so they get its engine
+    test_a_store_made_before_windows_were_recorded_counts_its_batches_as_monitored,
+    test_a_window_retaken_after_a_failed_run_replaces_its_drift_record_under_the_same_id,
     test_append_and_read_back,
     test_constraint_violation_in_last_row_rolls_back_the_whole_batch,
     test_count_labelled_since,
@@ -19,6 +21,7 @@ from unit.monitoring.test_store import (  # noqa: F401 - collected in this modul
     test_read_predictions_date_range_is_half_open_and_utc,
     test_run_scores_a_file_once,
     test_same_file_twice_is_refused_and_store_unchanged,
+    test_stored_batches_wait_for_a_window_oldest_first_until_one_completes,
     tiny_scorer,
 )
 

@@ -16,7 +16,15 @@ from sqlalchemy import CursorResult, Engine, func, insert, select, update
 from finsent import utc
 from finsent.config import Params
 from finsent.monitoring.retrain_policy import RetrainDecision, WindowPerformance, WindowVerdict, decide_retrain
-from finsent.monitoring.store import drift_windows, label_exports, predictions, retrains
+from finsent.monitoring.store import (
+    batches,
+    drift_windows,
+    insert_ignoring_duplicates,
+    label_exports,
+    predictions,
+    retrains,
+    window_batches,
+)
 
 MAX_MESSAGE_CHARS = 5000
 
@@ -25,6 +33,35 @@ def _inserted_id(result: CursorResult) -> int:
     key = result.inserted_primary_key
     assert key is not None  # typed Optional, but a single-row insert always reports its key
     return int(key[0])
+
+
+# --- which stored batches a window takes ----------------------------------------------------------
+
+BATCH_ID_CHUNK = 500  # batch ids per IN list or insert: bounded statements on SQLite and PostgreSQL
+RETRIED_WINDOWS_LOOKBACK = 50  # recent window records searched for one left by a failed run
+
+
+def pending_batch_ids(engine: Engine) -> list[str]:
+    """The stored batches that no completed monitoring window has taken yet, oldest first."""
+    query = (
+        select(batches.c.batch_id)
+        .outerjoin(window_batches, window_batches.c.batch_id == batches.c.batch_id)
+        .where(window_batches.c.batch_id.is_(None))
+        .order_by(batches.c.scored_at, batches.c.batch_id)
+    )
+    with engine.connect() as conn:
+        return list(conn.execute(query).scalars())
+
+
+def close_batches(engine: Engine, batch_ids: Sequence[str], out_dir: str) -> None:
+    """Mark these batches monitored: their window completed. Two runs that took the same batch (they
+    overlapped) both complete; the first mark stays."""
+    closed_at = utc.naive(utc.now())
+    statement = insert_ignoring_duplicates(engine, window_batches)
+    with engine.begin() as conn:
+        for start in range(0, len(batch_ids), BATCH_ID_CHUNK):
+            chunk = batch_ids[start : start + BATCH_ID_CHUNK]
+            conn.execute(statement, [{"batch_id": b, "closed_at": closed_at, "out_dir": out_dir} for b in chunk])
 
 
 def record_window(
@@ -38,20 +75,32 @@ def record_window(
     model_version: str,
     verdict_path: str | None,
 ) -> int:
+    """Record a window's drift verdict; returns its id. A run that recorded a verdict and then failed
+    left its batches pending: the window that takes them again replaces that record, in place and under
+    its id, so the retrain policy counts the window once and its drift alert (keyed by the id) is not
+    raised twice."""
+    values = dict(
+        window_end=utc.naive(window_end),
+        batch_ids=",".join(batch_ids),
+        rows=int(rows),
+        drift=bool(verdict["drift"]),
+        signals_fired=",".join(verdict["signals_fired"]),
+        model_name=model_name,
+        model_version=str(model_version),
+        verdict_path=verdict_path,
+        mlflow_run_id=None,
+    )
+    taken = set(batch_ids)
     with engine.begin() as conn:
-        result = conn.execute(
-            insert(drift_windows).values(
-                window_end=utc.naive(window_end),
-                batch_ids=",".join(batch_ids),
-                rows=int(rows),
-                drift=bool(verdict["drift"]),
-                signals_fired=",".join(verdict["signals_fired"]),
-                model_name=model_name,
-                model_version=str(model_version),
-                verdict_path=verdict_path,
-            )
+        recent = conn.execute(
+            select(drift_windows.c.id, drift_windows.c.batch_ids).order_by(drift_windows.c.id.desc()).limit(RETRIED_WINDOWS_LOOKBACK)
         )
-        return _inserted_id(result)
+        for window_id, recorded in recent:
+            ids = {b for b in recorded.split(",") if b}
+            if ids and ids <= taken:  # every batch it took is still pending: its run never completed
+                conn.execute(update(drift_windows).where(drift_windows.c.id == window_id).values(**values))
+                return int(window_id)
+        return _inserted_id(conn.execute(insert(drift_windows).values(**values)))
 
 
 def set_window_run(engine: Engine, window_id: int, run_id: str) -> None:

@@ -100,22 +100,25 @@ def find_work(p: Params, root: Path, path: str | None) -> Work:
     """The new files in ``path`` (a file or folder, relative to the project), or in the inbox."""
     layout = Layout.of(root, p)
     target = layout.inbox if path is None else Path(path) if Path(path).is_absolute() else layout.root / path
-    if path is None and not target.exists():  # the scheduled run before anyone dropped a file
-        return Work([], None, MonitoringSummary(status="no_new_batches", message=f"inbox {target} does not exist yet"))
     engine = open_store(p.monitor, root)
-    found = new_files(target, engine)
-    if not found:
-        return Work([], engine, MonitoringSummary(status="no_new_batches", message=f"{target}: no new batch files to score"))
+    if path is None and not target.exists():  # no file dropped yet: news posted to the service may wait
+        found, nothing_new = [], f"inbox {target} does not exist yet"
+    else:
+        found, nothing_new = new_files(target, engine), f"{target}: no new batch files to score"
+    if not found and not history.pending_batch_ids(engine):
+        return Work([], engine, MonitoringSummary(status="no_new_batches", message=f"{nothing_new}, and no stored news waits for a window"))
     return Work(found, engine, None)
 
 
 def window_frame(engine: Engine, batch_ids: Sequence[str]) -> pd.DataFrame:
-    """The stored predictions of these batches: the window that drift compares with the reference."""
-    frames = [read_predictions(engine, batch_id=b) for b in batch_ids]
+    """The stored predictions of these batches: the window that drift compares with the reference.
+    Read in chunks of batch ids: an hour of posts to the service is many small batches."""
+    chunk = history.BATCH_ID_CHUNK
+    frames = [read_predictions(engine, batch_ids=batch_ids[i : i + chunk]) for i in range(0, len(batch_ids), chunk)]
     frames = [f for f in frames if not f.empty]
     if not frames:
         return read_predictions(engine, batch_id="")  # the empty frame, with its columns
-    return pd.concat(frames, ignore_index=True)
+    return pd.concat(frames, ignore_index=True).sort_values(["published_at", "id"], kind="stable", ignore_index=True)
 
 
 def lookback_start(window: pd.DataFrame, p: MonitorParams) -> datetime | None:
@@ -249,7 +252,12 @@ def drift_check_file(p: Params, root: Path, client, champion: Champion, file: Pa
 def monitor_window(
     p: Params, root: Path, client, champion: Champion, engine: Engine, files_to_score: Sequence[Path], *, log=print, flow_run_id: str = ""
 ) -> MonitoringSummary:
-    """Score the files, then drift, index, history, decision and the MLflow run of the window."""
+    """Score the files, then drift, index, history, decision and the MLflow run of the window.
+
+    The window is every stored batch still pending (``history.pending_batch_ids``): the files scored
+    now, news posted to the service or scored by ``finsent score`` since the last window, and the
+    batches of a window that failed after they were stored. Its batches are marked done only once the
+    whole window is (last), so a failure anywhere before leaves them to the next run."""
     for file in files_to_score:  # a file that cannot be scored fails the window before any file is stored
         batch.read_batch(file, p.monitor)
     out_dir = Layout.of(root, p).new_monitoring_dir()
@@ -258,10 +266,15 @@ def monitor_window(
         scored.append(batch.run(p.monitor, champion.scorer, file, engine, model_name=champion.name, model_version=champion.version))
         log(scored[-1].message)
     files.write_json(out_dir / "scoring.json", [asdict(s) for s in scored])
-    batch_ids = [s.batch_id for s in scored if s.status == "scored"]
+    batch_ids = history.pending_batch_ids(engine)
+    earlier = len(set(batch_ids) - {s.batch_id for s in scored if s.status == "scored"})
     base: _WindowFields = {"out_dir": str(out_dir), "champion_version": champion.version, "scoring": [asdict(s) for s in scored]}
     if not batch_ids:
         return MonitoringSummary(status="already_scored", message="every file was already in the store", **base)
+    if earlier:
+        log(
+            f"the window also takes {earlier} stored batch(es) that no window has monitored yet (posted to the service, scored alone, or left by a failed run)"
+        )
 
     window = window_frame(engine, batch_ids)
     drifted, drift_skipped = None, None
@@ -333,8 +346,9 @@ def monitor_window(
         history.set_window_run(engine, window_id, run_id)
     summary = MonitoringSummary(
         status="monitored",
-        message=f"scored {sum(s.rows_scored for s in scored)} rows from {len(batch_ids)} file(s); "
-        f"drift: {drifted.verdict['signals_fired'] if drifted else 'not computed'}; "
+        message=f"scored {sum(s.rows_scored for s in scored)} rows from {len(files_to_score)} file(s); "
+        + (f"window: {len(window)} rows from {len(batch_ids)} stored batch(es); " if earlier else "")
+        + f"drift: {drifted.verdict['signals_fired'] if drifted else 'not computed'}; "
         f"estimated accuracy: {_estimate_text(estimated)}; retrain: {decision.should_retrain}",
         window_rows=len(window),
         drift=drifted.verdict if drifted else None,
@@ -349,6 +363,7 @@ def monitor_window(
         **base,
     )
     files.write_json(out_dir / "summary.json", summary.to_dict())
+    history.close_batches(engine, batch_ids, str(out_dir))  # last: the window is whole
     from finsent.monitoring import workspace  # Evidently's workspace SDK loads only once a window is done
 
     workspace.record_window(p, root, out_dir, log=log)  # model health in `finsent ui`; a failure is only logged

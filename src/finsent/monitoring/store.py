@@ -9,6 +9,12 @@ at scale. The whole schema is here:
   monitored window, with the signals that fired: what the retrain policy confirms drift over),
   ``label_exports`` (which scored batches had their labels handed to training, so that a label is
   counted and versioned once) and ``retrains`` (each retraining started, for the cool-down and audit).
+- ``window_batches``: each batch whose monitoring window completed (drift, estimates, alerts, the
+  retrain decision and the window's MLflow run all done). A stored batch without a row here is still
+  pending: scored from the inbox by a window that then failed, scored by ``finsent score``, or posted
+  to the service. The next monitoring run takes every pending batch into its window, so no stored news
+  escapes drift, estimates and alerts. A store made before this table existed has its batches marked
+  done when the table is added (``out_dir`` NULL), so its first window is not all of its history.
 - ``label_tasks``: each text handed to people to label (``finsent label export``), keyed by its text key
   (``finsent.labelling.keys``: a hash of the text as ``data`` compares texts), with when, by which
   strategy and score: a text is offered for labelling once.
@@ -55,6 +61,8 @@ from sqlalchemy import (
     create_engine,
     false,
     func,
+    inspect,
+    literal,
     or_,
     select,
     text,
@@ -145,6 +153,14 @@ drift_windows = Table(
     Column("model_version", String(64), nullable=False),
     Column("verdict_path", String(1024), nullable=True),
     Column("mlflow_run_id", String(64), nullable=True),
+)
+
+window_batches = Table(
+    "window_batches",
+    metadata,
+    Column("batch_id", String(64), ForeignKey("batches.batch_id"), primary_key=True),
+    Column("closed_at", DateTime, nullable=False),  # naive UTC: when its window completed
+    Column("out_dir", String(1024), nullable=True),  # that window's folder; NULL: done before windows were recorded
 )
 
 label_exports = Table(
@@ -256,11 +272,22 @@ def create_tables(engine: Engine) -> None:
             with engine.begin() as conn:
                 if engine.dialect.name == "postgresql":
                     conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK_KEY})
+                existing = set(inspect(conn).get_table_names())
                 metadata.create_all(conn)
+                if batches.name in existing and window_batches.name not in existing:
+                    _close_batches_of_an_older_store(conn)
             return
         except OperationalError as exc:
             if attempt == attempts - 1 or "already exists" not in str(exc.orig):
                 raise
+
+
+def _close_batches_of_an_older_store(conn: Connection) -> None:
+    """``window_batches`` added to a store written before it: its batches count as monitored already."""
+    closed_at = utc.naive(utc.now())
+    conn.execute(
+        window_batches.insert().from_select(["batch_id", "closed_at"], select(batches.c.batch_id, literal(closed_at, type_=DateTime)))
+    )
 
 
 def make_engine(url: str) -> Engine:
@@ -438,6 +465,7 @@ def read_predictions(
     end: datetime | str | None = None,
     *,
     batch_id: str | None = None,
+    batch_ids: Sequence[str] | None = None,
     model_version: str | None = None,
     tickers: Sequence[str] | None = None,
 ) -> pd.DataFrame:
@@ -454,6 +482,8 @@ def read_predictions(
         query = query.where(predictions.c.published_at < utc.naive(utc.parse(end, "end") if isinstance(end, str) else end))
     if batch_id is not None:
         query = query.where(predictions.c.batch_id == batch_id)
+    if batch_ids is not None:  # the caller bounds the list (history.BATCH_ID_CHUNK)
+        query = query.where(predictions.c.batch_id.in_(list(batch_ids)))
     if model_version is not None:
         query = query.where(predictions.c.model_version == model_version)
     if tickers is not None:

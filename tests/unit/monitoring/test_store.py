@@ -4,6 +4,7 @@ tests again on PostgreSQL: tests/integration/test_store_postgresql.py)."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import datetime, timezone
 
 import numpy as np
@@ -29,6 +30,7 @@ from finsent.monitoring.store import (
     read_batches,
     read_predictions,
     recent_news_texts,
+    window_batches,
 )
 from testkit.tiny_bert import minilm_tokenizer, tiny_bert
 
@@ -307,3 +309,61 @@ def test_run_scores_a_file_once(tmp_path, engine, tiny_scorer):
     assert again.status == "already_scored" and again.batch_id == first.batch_id
     assert "already scored" in again.message
     assert table_counts(engine) == (1, 3)
+
+
+# --- which stored batches wait for a monitoring window ----------------------------------------------
+
+
+def verdict(drift: bool = False) -> dict:
+    return {"drift": drift, "signals_fired": ["prediction"] if drift else []}
+
+
+def record(engine, batch_ids: list[str], drift: bool = False) -> int:
+    from finsent.monitoring import history
+
+    return history.record_window(
+        engine, window_end=datetime(2024, 5, 4, tzinfo=timezone.utc), batch_ids=batch_ids, rows=5, verdict=verdict(drift),
+        model_name="finsent-sentiment", model_version="3", verdict_path=None,
+    )  # fmt: skip
+
+
+def test_stored_batches_wait_for_a_window_oldest_first_until_one_completes(engine):
+    from finsent.monitoring import history
+
+    assert history.pending_batch_ids(engine) == []
+    append_batch(engine, scored_rows(), meta(batch_id="late"))
+    append_batch(engine, scored_rows(), replace(meta(sha="b" * 64, batch_id="early"), scored_at=datetime(2024, 5, 1, tzinfo=timezone.utc)))
+    assert history.pending_batch_ids(engine) == ["early", "late"]
+    history.close_batches(engine, ["early"], "artifacts/monitoring/w1")
+    history.close_batches(engine, ["early"], "artifacts/monitoring/w2")  # an overlapping run completes too: the first mark stays
+    assert history.pending_batch_ids(engine) == ["late"]
+    with engine.connect() as conn:
+        assert conn.execute(select(window_batches.c.out_dir)).scalars().all() == ["artifacts/monitoring/w1"]
+
+
+def test_a_store_made_before_windows_were_recorded_counts_its_batches_as_monitored(engine):
+    """Else the first window after an upgrade would be the store's whole history."""
+    from finsent.monitoring import history
+
+    append_batch(engine, scored_rows(), meta(batch_id="old"))
+    window_batches.drop(engine)  # the schema of a store written by an earlier finsent
+    reopened = make_engine(engine.url.render_as_string(hide_password=False))
+    assert history.pending_batch_ids(reopened) == []
+    with reopened.connect() as conn:
+        assert conn.execute(select(window_batches.c.batch_id, window_batches.c.out_dir)).all() == [("old", None)]
+    append_batch(reopened, scored_rows(), meta(sha="c" * 64, batch_id="new"))
+    assert history.pending_batch_ids(reopened) == ["new"]
+
+
+def test_a_window_retaken_after_a_failed_run_replaces_its_drift_record_under_the_same_id(engine):
+    """Counted twice, one window could confirm drift alone; its drift alert is keyed by the id."""
+    from finsent.monitoring import history
+
+    for i, batch_id in enumerate(["a", "b", "c"]):
+        append_batch(engine, scored_rows(), replace(meta(sha=str(i) * 64, batch_id=batch_id), scored_at=datetime(2024, 5, 1 + i, tzinfo=timezone.utc)))
+    failed = record(engine, ["a"], drift=True)  # its run failed after recording: "a" is still pending
+    retaken = record(engine, ["a", "b"])
+    assert retaken == failed and [w.signals_fired for w in history.read_windows(engine)] == [()]
+    history.close_batches(engine, ["a", "b"], "w")
+    assert record(engine, ["c"]) != failed  # a new window once the last one completed
+    assert len(history.read_windows(engine)) == 2
