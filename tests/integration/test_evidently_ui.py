@@ -90,7 +90,7 @@ def test_finsent_ui_serves_the_model_health_dashboard(tmp_path):
         filters = [{k: v[k] for k in ("tags", "metadata", "metric", "metric_labels")} for v in rows["values"]]
         series = api.post(f"/api/v2/snapshots/{project_id}/data_series_batch", json={"series_filter": filters}).raise_for_status().json()
         points = {s["params"]["series"]: [v for v in s["values"] if v is not None] for s in series["series"]}
-        assert points == {"rows.scored": [150.0] * 3, "rows.skipped": [3.0] * 3, "rows.labelled": [120.0] * 2}
+        assert points == {"rows.scored": [150.0] * 3, "rows.window": [150.0] * 3, "rows.skipped": [3.0] * 3, "rows.labelled": [120.0] * 2}
         assert [s["timestamp"][:10] for s in series["sources"]] == ["2026-01-05", "2026-01-06", "2026-01-07"]
 
         # The frontend calls its API on the origin it was loaded from, whatever the port: the project's

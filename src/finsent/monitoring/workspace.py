@@ -243,9 +243,11 @@ CLASS_SHARES = Panel(
 )
 ROWS = Panel(
     title="Rows scored",
-    description="rows scored into the store, rows skipped as bad input, and rows with a label",
+    description="rows scored into the store from files, rows skipped as bad input, rows with a label, and the window's "
+    "rows (also the news posted to the service or scored alone since the last window)",
     series=(
         Series("rows.scored", "scored", _rows("rows_scored")),
+        Series("rows.window", "in the window", lambda w: _number(w.summary.get("window_rows"))),
         Series("rows.skipped", "skipped (bad input)", _rows("rows_skipped")),
         Series("rows.labelled", "labelled (used for accuracy)", _signal_value("performance", "labelled_rows")),
     ),

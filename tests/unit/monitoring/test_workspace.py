@@ -47,6 +47,7 @@ def test_health_values_are_read_off_the_window_summary(tmp_path):
     assert values["signals.fired_share"] == pytest.approx(2 / 5) and values["signals.fired"] == 2
     assert values["classes.bullish.share"] == 0.3
     assert values["rows.scored"] == 150 and values["rows.skipped"] == 3  # files scored before are not counted
+    assert values["rows.window"] == 150
     assert values["quality.accuracy"] == 0.8 and values["quality.macro_f1"] == 0.71 and values["rows.labelled"] == 120
     assert values["descriptor.threshold"] == 0.1 and "descriptor.text_length.value" in values
 
@@ -55,7 +56,7 @@ def test_health_values_are_read_off_the_window_summary(tmp_path):
     assert unlabelled["signals.fired_share"] == 0.0
 
     no_drift = health_values(Window.read(write_window(tmp_path, W3, None, reports=False)))  # too few rows for drift
-    assert set(no_drift) == {"rows.scored", "rows.skipped"}
+    assert set(no_drift) == {"rows.scored", "rows.window", "rows.skipped"}
 
 
 def test_the_label_free_estimate_is_plotted_beside_realised_accuracy(tmp_path):
