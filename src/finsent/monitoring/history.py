@@ -17,6 +17,7 @@ from finsent import utc
 from finsent.config import Params
 from finsent.monitoring.retrain_policy import RetrainDecision, WindowPerformance, WindowVerdict, decide_retrain
 from finsent.monitoring.store import (
+    IN_LIST_CHUNK,
     batches,
     drift_windows,
     insert_ignoring_duplicates,
@@ -37,7 +38,6 @@ def _inserted_id(result: CursorResult) -> int:
 
 # --- which stored batches a window takes ----------------------------------------------------------
 
-BATCH_ID_CHUNK = 500  # batch ids per IN list or insert: bounded statements on SQLite and PostgreSQL
 RETRIED_WINDOWS_LOOKBACK = 50  # recent window records searched for one left by a failed run
 
 
@@ -59,8 +59,8 @@ def close_batches(engine: Engine, batch_ids: Sequence[str], out_dir: str) -> Non
     closed_at = utc.naive(utc.now())
     statement = insert_ignoring_duplicates(engine, window_batches)
     with engine.begin() as conn:
-        for start in range(0, len(batch_ids), BATCH_ID_CHUNK):
-            chunk = batch_ids[start : start + BATCH_ID_CHUNK]
+        for start in range(0, len(batch_ids), IN_LIST_CHUNK):
+            chunk = batch_ids[start : start + IN_LIST_CHUNK]
             conn.execute(statement, [{"batch_id": b, "closed_at": closed_at, "out_dir": out_dir} for b in chunk])
 
 

@@ -27,7 +27,7 @@ from finsent.monitoring import alerts, batch, drift, history, report, sentiment_
 from finsent.monitoring import estimate as est
 from finsent.monitoring.champion import Champion, cached_outputs, champion_dev_reference, champion_reference, reference_dir
 from finsent.monitoring.retrain_policy import RetrainDecision, WindowPerformance
-from finsent.monitoring.store import find_batch, open_store, read_predictions
+from finsent.monitoring.store import IN_LIST_CHUNK, find_batch, open_store, read_predictions
 from finsent.paths import Layout
 from finsent.tracking import RegistryError
 from finsent.vocabulary import PROBABILITY_COLUMNS
@@ -113,7 +113,7 @@ def find_work(p: Params, root: Path, path: str | None) -> Work:
 def window_frame(engine: Engine, batch_ids: Sequence[str]) -> pd.DataFrame:
     """The stored predictions of these batches: the window that drift compares with the reference.
     Read in chunks of batch ids: an hour of posts to the service is many small batches."""
-    chunk = history.BATCH_ID_CHUNK
+    chunk = IN_LIST_CHUNK
     frames = [read_predictions(engine, batch_ids=batch_ids[i : i + chunk]) for i in range(0, len(batch_ids), chunk)]
     frames = [f for f in frames if not f.empty]
     if not frames:

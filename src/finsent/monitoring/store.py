@@ -246,6 +246,7 @@ class BatchMeta:
     scored_at: datetime
 
 
+IN_LIST_CHUNK = 500  # keys per IN list or multi-row insert: bounded statements on SQLite and PostgreSQL
 SCHEMA_LOCK_KEY = 0x66696E73656E74  # "finsent": the advisory lock held while PostgreSQL tables are created
 SQLITE_BUSY_TIMEOUT_S = 30  # a second writer waits this long for SQLite's lock, then fails clearly
 
@@ -482,7 +483,7 @@ def read_predictions(
         query = query.where(predictions.c.published_at < utc.naive(utc.parse(end, "end") if isinstance(end, str) else end))
     if batch_id is not None:
         query = query.where(predictions.c.batch_id == batch_id)
-    if batch_ids is not None:  # the caller bounds the list (history.BATCH_ID_CHUNK)
+    if batch_ids is not None:  # the caller bounds the list (IN_LIST_CHUNK)
         query = query.where(predictions.c.batch_id.in_(list(batch_ids)))
     if model_version is not None:
         query = query.where(predictions.c.model_version == model_version)
@@ -555,8 +556,8 @@ def known_news_keys(engine: Engine, keys: list[str]) -> set[str]:
     found: set[str] = set()
     try:
         with engine.connect() as conn:
-            for start in range(0, len(keys), 500):  # bounded IN lists
-                chunk = keys[start : start + 500]
+            for start in range(0, len(keys), IN_LIST_CHUNK):
+                chunk = keys[start : start + IN_LIST_CHUNK]
                 found.update(conn.execute(select(news_items.c.news_key).where(news_items.c.news_key.in_(chunk))).scalars())
     except SQLAlchemyError as exc:
         raise unusable(engine.url.render_as_string(hide_password=True), exc) from exc
