@@ -64,6 +64,9 @@ check: install
 # longer than 3 (30m57s, fresh clone, and a schedule test timed out): they all compete for the 2 cores.
 # 898 tests, 3 workers, fresh clone: 25m33s with `make test` installing the venv (pytest 22m17s); a warm
 # venv ran 890 of them in 19m59s, 32 CPU-minutes in pytest and its children (half in the children).
+# 905 tests, one torch thread per worker, fresh clone: 17m40s installing (pytest 14m44s), then 11m51s
+# warm; the same code in another checkout, warm, 20m44s that day. Runs here vary that much: one run
+# does not measure a change.
 TEST_WORKERS ?= 3
 XDIST = -n $(TEST_WORKERS)
 

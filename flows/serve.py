@@ -39,6 +39,11 @@ class ServerError(FinsentError, RuntimeError):
     """The Prefect server did not start or did not become healthy in time."""
 
 
+# Seconds to wait for a server that should already be running (--no-server, deploy); one this command
+# starts gets the startup timeout instead (a first start migrates its database: about 20 s here).
+RUNNING_SERVER_TIMEOUT_S = 15.0
+
+
 def api_url(host: str, port: int) -> str:
     return f"http://{host}:{port}/api"
 
@@ -179,7 +184,7 @@ def deploy_to_pool(params: Params, params_path: str, root: str | Path, pool: str
     url = os.environ.get("PREFECT_API_URL", "")
     if not url:
         raise ServerError("finsent deploy needs PREFECT_API_URL to name a running Prefect server (work pools live there)")
-    wait_until_healthy(url, None, timeout_s=15)
+    wait_until_healthy(url, None, timeout_s=RUNNING_SERVER_TIMEOUT_S)
     with get_client(sync_client=True) as client:
         pool_type = ensure_process_pool(client, pool)
     # A process worker starts each run in the project folder, so relative paths mean the same as here.
@@ -231,7 +236,7 @@ def serve(
             with open(log_path, "ab") as log:
                 server = start_server(host, port, log=log)
             print(f"prefect server starting at {url} (log: {log_path})", flush=True)
-        wait_until_healthy(url, server, startup_timeout_s)
+        wait_until_healthy(url, server, startup_timeout_s if start else RUNNING_SERVER_TIMEOUT_S)
         print(f"prefect server healthy at {url}; UI at {url.removesuffix('/api')}", flush=True)
         serve_deployments(build_deployments(params, params_path, root), url)
     finally:

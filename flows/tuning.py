@@ -26,6 +26,11 @@ from flows.training import augment_data, check_tracking_store, prepare_data, res
 
 
 @task(retries=2, retry_delay_seconds=5)
+def check_study_storage(params: Params, root: Path) -> None:
+    tune.check_storage(params.tune, root)
+
+
+@task(retries=2, retry_delay_seconds=5)
 def open_search(params: Params, root: Path, data_version, augmented: augment.AugmentSummary) -> tune.Search:
     return tune.open_search(params, root, data_version.to_tags(), derived_md5=augmented.md5)
 
@@ -66,6 +71,7 @@ def tuning_flow(params_path: str = "params.yaml", root: str = ".", overrides: di
     run = Layout.of(project, params).new_run()
     with tune.search_lock(project, params):
         check_tracking_store(params, project)
+        check_study_storage(params, project)
         restore_data(params, project)
         validate_data(params, project, run)
         data_version = version_data(params, project)

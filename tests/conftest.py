@@ -4,6 +4,7 @@ PostgreSQL, S3) are fixtures of tests/integration/conftest.py."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -20,6 +21,16 @@ apply_quiet_offline()  # before any library reads its settings
 
 REPO = Path(__file__).resolve().parents[1]
 TFNS = REPO / "datasets" / "tfns"
+
+
+def pytest_configure(config):
+    """One torch thread per xdist worker: `make test` runs more workers than there are cores, and a
+    second intra-op thread mostly waits for a descheduled peer (see ``one_torch_thread``). Processes
+    the tests start keep torch's default."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        import torch
+
+        torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

@@ -211,7 +211,15 @@ def cmd_data_status(args: argparse.Namespace) -> None:
     from finsent.data import versioning
 
     root, p = load(args)
-    emit({"version": versioning.current_version(root).to_dict(), "in_sync": versioning.is_in_sync(root)})
+    interrupted = versioning.interrupted_change(root)  # finished by the next command that changes the data
+    if not interrupted:
+        emit({"version": versioning.current_version(root).to_dict(), "in_sync": versioning.is_in_sync(root)})
+        return
+    try:  # a killed change may have left data.dvc cut short: the journal is what matters then
+        status = {"version": versioning.current_version(root).to_dict(), "in_sync": versioning.is_in_sync(root)}
+    except versioning.VersioningError as exc:
+        status = {"version": None, "in_sync": False, "problem": str(exc)}
+    emit({**status, "interrupted_change": interrupted})
 
 
 def cmd_data_checkout(args: argparse.Namespace) -> None:

@@ -57,6 +57,15 @@ def shown_url(url: str) -> str:
         return url.split("@")[-1]
 
 
+# Database servers (as opposed to SQLite files): reached over the network, with a connect timeout.
+SERVER_DATABASES = ("postgresql", "mysql")
+
+
+def is_server_database(url: str) -> bool:
+    """Whether the SQLAlchemy ``url`` names a database server (``postgresql+psycopg2://...``)."""
+    return url.split(":", 1)[0].split("+")[0] in SERVER_DATABASES
+
+
 def sqlite_path(url: str) -> Path | None:
     """The database file of an (absolute) SQLite URL; None for any other database."""
     if not url.startswith(SQLITE_PREFIX) or url == SQLITE_PREFIX + ":memory:":

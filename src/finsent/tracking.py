@@ -22,7 +22,7 @@ import pandas as pd
 
 from finsent.config import RegisterParams
 from finsent.errors import FinsentError
-from finsent.paths import resolve_url, shown_url, sqlite_path
+from finsent.paths import is_server_database, resolve_url, shown_url, sqlite_path
 
 
 class RegistryError(FinsentError, RuntimeError):
@@ -45,11 +45,8 @@ def artifact_location(p: RegisterParams, root: Path, uri: str) -> str | None:
     return None
 
 
-# Database servers MLflow reaches through SQLAlchemy: it retries a refused connection for over a minute,
-# so the server is tried once first, with a connect timeout.
-SERVER_DATABASES = ("postgresql", "mysql")
-
-
+# MLflow retries a refused connection to a database server for over a minute, so the server is tried
+# once first, with a connect timeout.
 def reach_database(uri: str, timeout_s: float) -> None:
     import sqlalchemy
     from sqlalchemy.pool import NullPool
@@ -88,7 +85,7 @@ def check_store(uri: str, timeout_s: float = 5.0) -> None:
         if db.exists() and not db.is_file():  # MLflow would retry opening it for over a minute
             raise StoreUnavailable(f"MLflow store {uri}: {db} is not a database file")
         return
-    if parsed.scheme.split("+")[0] in SERVER_DATABASES:
+    if is_server_database(uri):
         reach_database(uri, timeout_s)
     from mlflow.tracking import MlflowClient
 

@@ -28,7 +28,7 @@ from pathlib import Path
 from finsent.cli import main
 
 MODEL = "finsent-sentiment"
-STORE_TABLES = ("batches", "predictions", "drift_windows", "label_exports", "retrains")
+STORE_TABLES = ("batches", "predictions", "drift_windows", "window_batches", "label_exports", "retrains")
 REMOTE = ".dvc-storage"  # the DVC remote of tests/conftest.make_project (url ../.dvc-storage from .dvc/)
 
 

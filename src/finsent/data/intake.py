@@ -62,7 +62,7 @@ def rows_in_batches(layout: Layout, frame: pd.DataFrame) -> dict[str, int]:
 def version_batch(p: Params, root: Path, frame: pd.DataFrame, name: str, *, log=print, git_commit: bool = True) -> versioning.DataVersion:
     """Write ``frame`` (already validated) as data/batches/<name>.csv and version it: checked to read
     back unchanged, and refused when another batch already holds any of its texts."""
-    with versioning.data_lock(root):
+    with versioning.data_lock(root, log=log):
         return _version_batch(p, root, frame, name, log=log, git_commit=git_commit)
 
 
@@ -90,7 +90,7 @@ def add(p: Params, root: Path, path: Path, name: str | None = None, *, log=print
     layout = Layout.of(root, p)
     path = Path(path)
     name = check_batch_name(name if name is not None else path.stem)
-    with versioning.data_lock(root):
+    with versioning.data_lock(root, log=log):
         versioning.ensure_data(root, p.data, log=log)
         # Versioning data/ would take along whatever else is in it, unvalidated (a file dropped in by
         # hand, or left by a killed add): that is for `finsent train`, which validates every batch.

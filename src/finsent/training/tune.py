@@ -30,7 +30,7 @@ from finsent.config import Params, TrainParams, TuneParams
 from finsent.data.frames import read_dataset, stratified_sample
 from finsent.errors import FinsentError
 from finsent.files import atomic_path
-from finsent.paths import Layout, resolve_url, sqlite_path
+from finsent.paths import Layout, is_server_database, resolve_url, shown_url, sqlite_path
 
 PARENT_RUN_ATTR = "mlflow_parent_run_id"
 BASIS_ATTR = "basis"
@@ -192,15 +192,31 @@ def storage_url(tune: TuneParams, root: Path) -> str:
     return url
 
 
+# Seconds to wait for a database server's connection: an unreachable host would otherwise hang the
+# search for the driver's default (minutes) before saying anything.
+STORAGE_CONNECT_TIMEOUT_S = 10
+
+
 def open_storage(url: str):
     import optuna
 
-    # Trials in parallel write to one SQLite file: wait for its lock instead of failing.
-    kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
+    kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite"):
+        # Trials in parallel write to one SQLite file: wait for its lock instead of failing.
+        kwargs = {"connect_args": {"timeout": 60}}
+    elif is_server_database(url):
+        kwargs = {"connect_args": {"connect_timeout": STORAGE_CONNECT_TIMEOUT_S}}
     try:
         return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
     except Exception as exc:  # noqa: BLE001 - SQLAlchemy's and Optuna's errors alike
-        raise TuneError(f"cannot open the Optuna storage {url}: {exc}") from exc
+        reason = str(getattr(exc, "orig", None) or exc).strip()
+        reason = reason.splitlines()[0] if reason else type(exc).__name__
+        raise TuneError(f"cannot open the Optuna storage {shown_url(url)}: {reason}") from exc
+
+
+def check_storage(tune: TuneParams, root: Path) -> None:
+    """Fail before the data stages when the study's storage cannot be opened (down, no driver, bad URL)."""
+    open_storage(storage_url(tune, root))
 
 
 def load_study(tune: TuneParams, url: str, *, create: bool = False):

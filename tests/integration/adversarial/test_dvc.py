@@ -5,21 +5,16 @@ and data.dvc stays byte for byte as it was. (`data.dvc_remote=<unknown name>` is
 
 from __future__ import annotations
 
+import json
 import shutil
-import socket
 
 import pytest
 from testkit.adversarial import REMOTE, Cli
+from testkit.local_services import free_port as closed_port  # a port nothing listens on
 
 from finsent.data.versioning import is_in_sync, recorded_md5
 
 pytestmark = pytest.mark.integration
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def set_remote(project, url: str, extra: str = "") -> None:
@@ -77,6 +72,40 @@ def test_add_with_no_remote_configured_versions_nothing(data, batch):
     data.fails("data", "add", str(batch()), says="dvc push")
 
 
+def test_a_garbage_change_journal_is_named_and_nothing_changes(data, batch):
+    """The journal of a killed `data add`/`data checkout` that cannot be read (a disk fault) is named:
+    guessing how to finish a change could lose data."""
+    journal = data.project / ".dvc" / "tmp" / "finsent-change.json"
+    journal.parent.mkdir(parents=True, exist_ok=True)
+    journal.write_text("{not json")
+    data.fails("data", "add", str(batch()), says=("interrupted data change", "finsent-change.json"))
+    assert journal.read_text() == "{not json"
+
+
+def write_journal(project, **record) -> None:
+    journal = project / ".dvc" / "tmp" / "finsent-change.json"
+    journal.parent.mkdir(parents=True, exist_ok=True)
+    journal.write_text(json.dumps(record))
+
+
+def test_a_journal_naming_a_path_outside_the_project_deletes_nothing(data, batch, tmp_path):
+    outside = tmp_path / "outside.csv"
+    outside.write_text("not the project's")
+    previous = (data.project / "data.dvc").read_text()
+    write_journal(data.project, operation="add", batch=str(outside), data_dvc=previous, git_commit=True, done=False)
+    data.fails("data", "add", str(batch()), says=("interrupted data change", "not inside the project"))
+    assert outside.read_text() == "not the project's"
+
+
+def test_a_journal_of_an_add_stopped_before_its_copy_is_cleared_and_the_add_goes_on(data, batch):
+    previous = (data.project / "data.dvc").read_text()
+    write_journal(data.project, operation="add", batch="data/batches/ghost.csv", data_dvc=previous, git_commit=True, done=False)
+    code, out, err = data.run("data", "add", str(batch()))
+    assert code == 0, err[-3000:]
+    assert "stopped before it changed anything" in err and "rolled back" not in err
+    assert json.loads(out)["added"] == "extra" and is_in_sync(data.project)
+
+
 # --- the cache -------------------------------------------------------------------------------------------------
 
 
@@ -116,12 +145,20 @@ def test_add_with_a_cache_that_is_a_file_versions_nothing(data, batch):
 
 @pytest.mark.parametrize(
     "content",
-    [b"outs: [\n", b"outs: 5\n", b"- just\n- a list\n", b"\xff\xfe\x00garbage"],
-    ids=["broken-yaml", "outs-not-a-list", "a-list", "binary"],
+    [b"outs: [\n", b"outs: 5\n", b"- just\n- a list\n", b"\xff\xfe\x00garbage", b"", b"outs: []\n"],
+    ids=["broken-yaml", "outs-not-a-list", "a-list", "binary", "empty", "no-outs"],
 )
 def test_a_garbage_data_dvc_is_named(data, content):
     (data.project / "data.dvc").write_bytes(content)
     data.fails("data", "status", says="data.dvc")
+
+
+def test_an_empty_data_dvc_is_not_taken_for_a_new_project(data, batch):
+    """An empty data.dvc (a write cut short) once read as "no version yet", and `data add` re-initialised
+    data/ from the shipped copy: the recorded version was silently replaced."""
+    (data.project / "data.dvc").write_bytes(b"")
+    data.fails("data", "add", str(batch()), says="records no data version")
+    assert (data.project / "data.dvc").read_bytes() == b""
 
 
 def test_a_garbage_dvc_config_is_named(data):

@@ -5,20 +5,12 @@ is recorded for it. Cases of tests/integration/test_cli_registry.py are not repe
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 from testkit import registry_synthetic as rs
 from testkit.adversarial import Cli
+from testkit.local_services import free_port as closed_port  # a port nothing listens on
 
 pytestmark = pytest.mark.integration
-
-
-def closed_port() -> int:
-    """A port on 127.0.0.1 that nothing listens on."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.mark.parametrize("version", ["99", "0", "-1", "1.5", "1e3", "", "1; DROP TABLE model_versions", "champion"])

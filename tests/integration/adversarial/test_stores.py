@@ -5,18 +5,11 @@ Each is named in one line, its password hidden, and left as it was."""
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 from testkit.adversarial import Cli
+from testkit.local_services import free_port as closed_port  # a port nothing listens on
 
 pytestmark = pytest.mark.integration
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture
