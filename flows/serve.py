@@ -178,6 +178,7 @@ def deploy_to_pool(params: Params, params_path: str, root: str | Path, pool: str
     worker polls the pool."""
     import prefect
     from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
 
     root = Path(root).resolve()
     pool = pool or params.schedule.work_pool
@@ -185,12 +186,16 @@ def deploy_to_pool(params: Params, params_path: str, root: str | Path, pool: str
     if not url:
         raise ServerError("finsent deploy needs PREFECT_API_URL to name a running Prefect server (work pools live there)")
     wait_until_healthy(url, None, timeout_s=RUNNING_SERVER_TIMEOUT_S)
-    with get_client(sync_client=True) as client:
-        pool_type = ensure_process_pool(client, pool)
-    # A process worker starts each run in the project folder, so relative paths mean the same as here.
-    job_variables = {"working_dir": str(root)} if pool_type == "process" else None
-    deployments = build_deployments(params, params_path, root, job_variables)
-    ids = prefect.deploy(*deployments, work_pool_name=pool, build=False, push=False, print_next_steps_message=False, ignore_warnings=True)
+    # The server checked above, whatever Prefect's settings held when they were first read.
+    with temporary_settings(updates={PREFECT_API_URL: url}):
+        with get_client(sync_client=True) as client:
+            pool_type = ensure_process_pool(client, pool)
+        # A process worker starts each run in the project folder, so relative paths mean the same as here.
+        job_variables = {"working_dir": str(root)} if pool_type == "process" else None
+        deployments = build_deployments(params, params_path, root, job_variables)
+        ids = prefect.deploy(
+            *deployments, work_pool_name=pool, build=False, push=False, print_next_steps_message=False, ignore_warnings=True
+        )
     return {
         "deployments": [str(i) for i in ids],
         "work_pool": pool,

@@ -16,6 +16,15 @@ def prefect_harness():
 
 
 @pytest.fixture(scope="session")
+def prefect_api_url(prefect_harness) -> str:
+    """The session's Prefect server, for flow commands in other processes (no temporary server each:
+    starting one costs a command about 20 s)."""
+    from prefect.settings import PREFECT_API_URL
+
+    return str(PREFECT_API_URL.value())
+
+
+@pytest.fixture(scope="session")
 def postgres():
     """A throw-away PostgreSQL server (SQLAlchemy URL without a database); skips where none is installed."""
     try:

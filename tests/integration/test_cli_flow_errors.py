@@ -14,13 +14,13 @@ from finsent.data.versioning import ensure_data, recorded_md5
 pytestmark = pytest.mark.integration
 
 
-def test_a_failing_train_prints_one_error_line_and_keeps_the_tracebacks_in_its_log(project):
+def test_a_failing_train_prints_one_error_line_and_keeps_the_tracebacks_in_its_log(project, prefect_api_url):
     ensure_data(project, Params().data)
     version_before = recorded_md5(project)
     bad = project / "data" / "batches" / "bad.csv"
     bad.parent.mkdir(parents=True, exist_ok=True)
     bad.write_text("text,label\nAcme soars,bullish\n,2\nAcme falls,sideways\n")
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env = {**{k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}, "PREFECT_API_URL": prefect_api_url}
     finsent = str(Path(sys.executable).with_name("finsent"))
     done = subprocess.run([finsent, "--root", str(project), "train"], capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 2, done.stderr[-3000:]

@@ -1,8 +1,8 @@
 """`finsent ui` as users run it: `finsent monitor backfill-ui` fills the workspace from window folders on
-disk, then `finsent ui` serves Evidently's UI on a free loopback port. Its REST API lists the model's
-project, its dashboard and the series a panel plots; its frontend, in headless Chromium, calls its own API
-on that port (the screenshot is the README's); a RemoteWorkspace writes a window through it once; SIGTERM
-to `finsent ui` stops the Evidently service too."""
+disk, then `finsent ui`, in a process of its own, serves Evidently's UI on a free loopback port. Its REST
+API lists the model's project, its dashboard and the series a panel plots; its frontend, in headless
+Chromium, calls its own API on that port (the screenshot is the README's); a RemoteWorkspace writes a
+window through it once; SIGTERM to `finsent ui` stops the Evidently service too."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from testkit.browser import find_chromium, headless_page
 from testkit.evidently_windows import verdict, write_window
 from testkit.local_services import free_port, wait_for
 
+from finsent.cli import main
 from finsent.config import load_params, replace
 from finsent.monitoring.workspace import HEALTH, TAB, backfill, record_window
 
@@ -39,7 +40,7 @@ def port_open(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-def test_finsent_ui_serves_the_model_health_dashboard(tmp_path):
+def test_finsent_ui_serves_the_model_health_dashboard(tmp_path, capsys):
     project = tmp_path / "project"
     project.mkdir()
     (project / "params.yaml").write_text(f"workspace:\n  start_timeout_s: {READY_TIMEOUT_S}\n")
@@ -47,9 +48,9 @@ def test_finsent_ui_serves_the_model_health_dashboard(tmp_path):
     write_window(project, WINDOWS[1], verdict(labelled=False))
     write_window(project, WINDOWS[2], verdict(fired=("prediction", "text_content"), shares=(0.4, 0.3, 0.3)))
 
-    filled = finsent(project, "monitor", "backfill-ui", stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    out, err = filled.communicate(timeout=READY_TIMEOUT_S)
-    assert filled.returncode == 0, err[-2000:]
+    code = main(["--root", str(project), "monitor", "backfill-ui"])  # here: `finsent ui` gets the process of its own
+    out, err = capsys.readouterr()
+    assert code == 0, err[-2000:]
     summary = json.loads(out)  # standard output holds the JSON result only
     assert summary["snapshots_added"] == 8 and sorted(summary["windows_added"]) == list(WINDOWS)
 

@@ -48,20 +48,25 @@ def test_deploy_without_a_server_url_says_so(tmp_path, monkeypatch, capsys):
     assert "PREFECT_API_URL" in capsys.readouterr().err
 
 
-def test_a_worker_runs_a_deployment_from_the_work_pool(server, tmp_path):
+def test_a_worker_runs_a_deployment_from_the_work_pool(server, tmp_path, monkeypatch, capsys):
     from prefect.client.orchestration import get_client
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     project = tmp_path / "project"
     (project / "inbox").mkdir(parents=True)  # an empty inbox: the hourly run opens the store and ends
     shutil.copy(REPO / "params.yaml", project / "params.yaml")
-    finsent = Path(sys.executable).with_name("finsent")
-    deployed = subprocess.run(
-        [str(finsent), "--root", str(project), "deploy", "--pool", POOL],
-        env=server["env"], capture_output=True, text=True, timeout=180,
-    )
-    assert deployed.returncode == 0, deployed.stderr[-3000:]
-    result = json.loads(deployed.stdout)  # standard output is the JSON result alone
+    # `finsent deploy` in this process (a process of its own costs seconds of imports): the server is
+    # the one PREFECT_API_URL names, whatever this process's Prefect settings say.
+    monkeypatch.setenv("PREFECT_API_URL", server["url"])
+
+    def deploy() -> dict:
+        capsys.readouterr()
+        code = main(["--root", str(project), "deploy", "--pool", POOL])
+        out, err = capsys.readouterr()
+        assert code == 0, err[-3000:]
+        return json.loads(out)  # standard output is the JSON result alone
+
+    result = deploy()
     assert result["worker_command"] == f"prefect worker start --pool {POOL}"
     assert len(result["deployments"]) == 2
 
@@ -77,8 +82,7 @@ def test_a_worker_runs_a_deployment_from_the_work_pool(server, tmp_path):
         assert monitor.entrypoint == "flows.monitoring.monitoring_flow"
 
         # Deploying again updates the same deployments instead of adding more.
-        again = subprocess.run([str(finsent), "--root", str(project), "deploy", "--pool", POOL], env=server["env"], capture_output=True, text=True, timeout=180)
-        assert again.returncode == 0, again.stderr[-3000:]
+        deploy()
         assert client.read_deployment_by_name("finsent-monitoring/hourly-monitor").id == monitor.id
 
         # No worker yet: a run waits in the pool.

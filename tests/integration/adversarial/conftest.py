@@ -141,14 +141,6 @@ def shared_cli(trained_base, capsys) -> Cli:
     return Cli(trained_base, capsys)
 
 
-@pytest.fixture(scope="session")
-def prefect_api_url(prefect_harness) -> str:
-    """The session's Prefect server, for flow commands in other processes (no temporary server each)."""
-    from prefect.settings import PREFECT_API_URL
-
-    return str(PREFECT_API_URL.value())
-
-
 @pytest.fixture
 def news(tmp_path, eval_texts_free):
     """``news(rows, name=..., **columns)``: a CSV of labelled news to score, published over three days."""
