@@ -66,7 +66,9 @@ check: install
 # venv ran 890 of them in 19m59s, 32 CPU-minutes in pytest and its children (half in the children).
 # 905 tests, one torch thread per worker, fresh clone: 17m40s installing (pytest 14m44s), then 11m51s
 # warm; the same code in another checkout, warm, 20m44s that day. Runs here vary that much: one run
-# does not measure a change.
+# does not measure a change. 911 tests with Chromium installed (the browser tests run), fresh clone:
+# 25m39s (pytest 22m09s), 42 CPU-minutes; per test, half the CPU is in the `finsent`, `dvc`, torchrun
+# and server processes the tests start (10-20 CPU-s of imports each), half in the workers.
 TEST_WORKERS ?= 3
 XDIST = -n $(TEST_WORKERS)
 
