@@ -59,16 +59,15 @@ check: install
 	$(BIN)/lint-imports
 
 # Tests run in TEST_WORKERS processes (pytest-xdist): most wait on subprocesses and servers, so more
-# workers than cores pay, up to a point. On this 2-core machine the 889 tests took 28m52s in 2 workers
-# (fresh clone, idle) and 21m40s in 3 (idle); 4 workers, with the long tests handed out first, took
-# longer than 3 (30m57s, fresh clone, and a schedule test timed out): they all compete for the 2 cores.
-# 898 tests, 3 workers, fresh clone: 25m33s with `make test` installing the venv (pytest 22m17s); a warm
-# venv ran 890 of them in 19m59s, 32 CPU-minutes in pytest and its children (half in the children).
-# 905 tests, one torch thread per worker, fresh clone: 17m40s installing (pytest 14m44s), then 11m51s
-# warm; the same code in another checkout, warm, 20m44s that day. Runs here vary that much: one run
-# does not measure a change. 911 tests with Chromium installed (the browser tests run), fresh clone:
-# 25m39s (pytest 22m09s), 42 CPU-minutes; per test, half the CPU is in the `finsent`, `dvc`, torchrun
-# and server processes the tests start (10-20 CPU-s of imports each), half in the workers.
+# workers than cores pay, up to a point (2 workers: 28m52s, 3: 21m40s, 4: slower than 3, on 889 tests).
+# What the time is, measured on this 2-core machine with the same 911 tests (warm venv, idle):
+# - 42.4 CPU-minutes, pytest 25m51s: half the CPU was in the `finsent`, torchrun and server processes
+#   the tests start, mostly their imports (torch 3.8 CPU-s, transformers' modeling_utils 7.5 more,
+#   mlflow.pyfunc 4.7, great_expectations 8.3, evidently 11.8), and one Prefect server per worker;
+# - 26.8 CPU-minutes, pytest 17m06s: the commands forked from a process that imported those once
+#   (tests/testkit/forked.py), one Prefect server for the run (tests/testkit/shared_prefect.py), the
+#   long tests handed out first (tests/conftest.py). `--dist worksteal` (18m10s) and handing tests out
+#   two at a time (`--maxschedchunk 2`, 20m47s, all the heavy tests at once) were slower here.
 TEST_WORKERS ?= 3
 XDIST = -n $(TEST_WORKERS)
 

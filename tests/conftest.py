@@ -12,25 +12,43 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
-from finsent.env import apply_quiet_offline
+from testkit import shared_prefect
 from testkit.projects import clone_project
 from testkit.tiny_bert import minilm_tokenizer, save_tiny_bert, tiny_bert
+
+from finsent.env import apply_quiet_offline
 
 apply_quiet_offline()  # before any library reads its settings
 
 REPO = Path(__file__).resolve().parents[1]
+RUN_DIR = pytest.StashKey["Path | None"]()
 TFNS = REPO / "datasets" / "tfns"
 
 
 def pytest_configure(config):
     """One torch thread per xdist worker: `make test` runs more workers than there are cores, and a
     second intra-op thread mostly waits for a descheduled peer (see ``one_torch_thread``). Processes
-    the tests start keep torch's default."""
+    the tests start keep torch's default. The run's main process makes the folder its workers share
+    (testkit.shared_prefect: one Prefect server for the whole run)."""
     if os.environ.get("PYTEST_XDIST_WORKER"):
         import torch
 
         torch.set_num_threads(1)
+    else:
+        config.stash[RUN_DIR] = shared_prefect.make_run_dir()
+
+
+def pytest_collection_modifyitems(config, items):
+    """The long tests first (slow, then integration), in their collected order otherwise: pytest-xdist
+    hands tests out in this order, and a long test handed out last keeps one worker busy after the
+    others have finished."""
+    items.sort(key=lambda item: 0 if item.get_closest_marker("slow") else 1 if item.get_closest_marker("integration") else 2)
+
+
+def pytest_unconfigure(config):
+    folder = config.stash.get(RUN_DIR, None)
+    if folder is not None:
+        shared_prefect.stop_run_server(folder)
 
 
 @pytest.fixture(scope="session")

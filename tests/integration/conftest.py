@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import pytest
-from testkit import local_services
+from testkit import local_services, shared_prefect
 from testkit import registry_synthetic as rs
 
 
 @pytest.fixture(scope="session")
 def prefect_harness():
-    from prefect.testing.utilities import prefect_test_harness
+    """The Prefect API for flows run in this process: the test run's one server (testkit.shared_prefect)."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    with prefect_test_harness(server_startup_timeout=120):
+    with temporary_settings(updates={PREFECT_API_URL: shared_prefect.server_url()}):
         yield
 
 

@@ -5,37 +5,33 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-
-from finsent.registry import ops as registry_ops
+from testkit import forked
+from testkit import registry_synthetic as rs
 
 from finsent.data import versioning
+from finsent.registry import ops as registry_ops
 from finsent.registry.versions import CHALLENGER, CHAMPION
-from testkit import TESTS
-from testkit import registry_synthetic as rs
 
 pytestmark = pytest.mark.integration
 
 
-def start_registration(root: Path, model_dir: Path, share: float, tag: str, start_file: Path, parties: int = 2) -> tuple[subprocess.Popen, Path]:
+def start_registration(root: Path, model_dir: Path, share: float, tag: str, start_file: Path, parties: int = 2) -> tuple[forked.Forked, Path]:
     result = root / "artifacts" / f"result-{tag}.json"
     spec = {
         "root": str(root), "model_dir": str(model_dir), "share": share, "tag": tag, "start_file": str(start_file),
         "result": str(result), "barrier_dir": str(root / "artifacts" / "at-lock"), "parties": parties,
     }
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TESTS), env.get("PYTHONPATH")]))  # finds testkit
-    process = subprocess.Popen(
-        [sys.executable, "-m", "testkit.registry_synthetic", json.dumps(spec)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
+    log = root / "artifacts" / f"registration-{tag}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    process = forked.Forked("testkit.registry_synthetic:_child", [spec], env=env, cwd=root, stdout=log, stderr=log, argv=["registration"])
     return process, result
 
 
-@pytest.mark.slow  # two fresh Python processes import torch and MLflow
+@pytest.mark.slow  # two processes register at once
 @pytest.mark.parametrize(
     "with_champion, lock", [(True, "file"), (False, "advisory")], ids=["champion-file-lock", "fresh-store-advisory-lock"]
 )
@@ -45,7 +41,6 @@ def test_two_registrations_at_once_leave_one_champion_the_better_one(project, ti
         import uuid
 
         import yaml
-
         from testkit import local_services
 
         lock_url = local_services.create_database(request.getfixturevalue("postgres"), f"lock_{uuid.uuid4().hex[:12]}")
@@ -65,8 +60,8 @@ def test_two_registrations_at_once_leave_one_champion_the_better_one(project, ti
     summaries = {}
     try:
         for share, (process, result) in runs.items():
-            output, _ = process.communicate(timeout=300)
-            assert process.returncode == 0, output[-3000:]
+            code = process.wait(timeout=300)
+            assert code == 0, (project / "artifacts" / f"registration-s{share}.log").read_text()[-3000:]
             summaries[share] = json.loads(result.read_text())
     finally:
         for process, _ in runs.values():

@@ -1,6 +1,7 @@
 """The scale-out form of the schedules: `finsent deploy` registers both deployments on a work pool of a
-real Prefect server, and a separate `prefect worker` process picks up a run and completes it in the
-project folder. Server and worker run as subprocesses with their own PREFECT_HOME; every wait is bounded."""
+real Prefect server (the test run's, testkit.shared_prefect), and a separate `prefect worker` process
+picks up a run and completes it in the project folder. The worker has its own PREFECT_HOME; every wait
+is bounded."""
 
 from __future__ import annotations
 
@@ -13,13 +14,13 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy
+from testkit import shared_prefect
+from testkit.local_services import prefect_env, wait_for
 
 from finsent.cli import main
-from flows.serve import api_url, start_server, stop_process_group, wait_until_healthy
-from testkit.local_services import free_port, prefect_env, wait_for
+from flows.serve import stop_process_group
 
 REPO = Path(__file__).resolve().parents[2]
-HOST = "127.0.0.1"
 POOL = "finsent-test-pool"
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -27,18 +28,10 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    home = tmp_path_factory.mktemp("prefect-server")
-    port = free_port()
-    url = api_url(HOST, port)
-    env = prefect_env(home / "prefect-home", url)
-    log = open(home / "server.log", "wb")
-    process = start_server(HOST, port, env=env, log=log)
-    try:
-        wait_until_healthy(url, process, timeout_s=180)
-        yield {"url": url, "env": env}
-    finally:
-        stop_process_group(process, timeout_s=60)
-        log.close()
+    """The test run's Prefect server (a real ``prefect server start``, testkit.shared_prefect); the
+    worker gets a PREFECT_HOME of its own."""
+    url = shared_prefect.server_url()
+    return {"url": url, "env": prefect_env(tmp_path_factory.mktemp("prefect-worker") / "prefect-home", url)}
 
 
 def test_deploy_without_a_server_url_says_so(tmp_path, monkeypatch, capsys):

@@ -20,12 +20,12 @@ import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from finsent.cli import main
+from testkit import forked
 
 MODEL = "finsent-sentiment"
 STORE_TABLES = ("batches", "predictions", "drift_windows", "window_batches", "label_exports", "retrains")
@@ -204,19 +204,14 @@ def command_env(**extra: str) -> dict[str, str]:
 
 
 class Spawned:
-    """A ``finsent`` process in its own session (so that a kill reaches everything it started)."""
+    """A ``finsent`` process in its own session (so that a kill reaches everything it started), forked
+    from a process that has imported the heavy libraries once (testkit.forked)."""
 
     def __init__(self, project: Path, *args: str, logs: Path, env: dict[str, str] | None = None, tag: str = "cmd") -> None:
         logs.mkdir(parents=True, exist_ok=True)
         self.out_path, self.err_path = logs / f"{tag}.out", logs / f"{tag}.err"
-        self._out, self._err = open(self.out_path, "wb"), open(self.err_path, "wb")  # noqa: SIM115 - closed in kill()
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "finsent.cli", "--root", str(project), *map(str, args)],
-            stdout=self._out,
-            stderr=self._err,
-            env=env or command_env(),
-            cwd=project,
-            start_new_session=True,
+        self.process = forked.finsent(
+            ["--root", str(project), *map(str, args)], env=env or command_env(), cwd=project, stdout=self.out_path, stderr=self.err_path
         )
 
     @property
@@ -231,7 +226,11 @@ class Spawned:
             code = self.process.wait(timeout=timeout_s)
         finally:
             self.kill()
-        return code, self.out_path.read_text(errors="replace"), self.err_path.read_text(errors="replace")
+        return code, self._read(self.out_path), self._read(self.err_path)
+
+    @staticmethod
+    def _read(path: Path) -> str:
+        return path.read_text(errors="replace") if path.exists() else ""
 
     def kill_when(self, condition: Callable[[], object], timeout_s: float = 240, every_s: float = 0.02) -> None:
         """kill -9 the command (and what it started) as soon as ``condition()`` holds."""
@@ -248,14 +247,8 @@ class Spawned:
 
     def kill(self) -> None:
         """SIGKILL to the command's process group (the command's own id): nothing it started survives."""
-        try:
-            os.killpg(self.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        self.process.signal_group(signal.SIGKILL)
         self.process.wait(timeout=60)
-        for handle in (self._out, self._err):
-            if not handle.closed:
-                handle.close()
 
 
 def opened_by(pid: int, name: str) -> bool:

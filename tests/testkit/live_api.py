@@ -1,16 +1,16 @@
-"""`finsent api` as a subprocess on a free loopback port, for the service tests: started in its own
-process group, stopped (SIGTERM, then SIGKILL) when the test ends, its log kept beside the project."""
+"""`finsent api` in its own process (forked, testkit.forked) on a free loopback port, for the service
+tests: in its own process group, stopped (SIGTERM, then SIGKILL) when the test ends, its log kept beside the project."""
 
 from __future__ import annotations
 
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 
+from testkit import forked
 from testkit.local_services import free_port, wait_for
 
 READY_TIMEOUT_S = 180  # imports, the registry and the model load: about 15 s idle, much more on a busy CI
@@ -23,17 +23,10 @@ class Api:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = project / f"api-{self.port}.log"
-        finsent = Path(sys.executable).with_name("finsent")
-        args = [str(finsent), "--root", str(project), "--set", "service.poll_s=0.5"]
+        args = ["--root", str(project), "--set", "service.poll_s=0.5"]
         for s in sets:
             args += ["--set", s]
-        self.process = subprocess.Popen(
-            [*args, "api", "--port", str(self.port)],
-            env={**os.environ, **(env or {})},
-            stdout=subprocess.DEVNULL,
-            stderr=self.log.open("w"),
-            start_new_session=True,
-        )
+        self.process = forked.finsent([*args, "api", "--port", str(self.port)], env={**os.environ, **(env or {})}, stderr=self.log)
 
     def ready(self) -> dict:
         def check():
@@ -63,9 +56,9 @@ class Api:
 
     def stop(self) -> None:
         if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.signal_group(signal.SIGTERM)
             try:
                 self.process.wait(30)
             except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.signal_group(signal.SIGKILL)
                 self.process.wait(10)
