@@ -63,7 +63,23 @@ def load_classifier(name_or_path: str, *, for_training: bool = True) -> tuple[Pr
         )
     except (OSError, ValueError) as exc:
         raise ModelError(f"cannot load model {name_or_path!r} offline: {exc}") from exc
-    return tokenizer, model
+    return tokenizer, fully_loaded(model, name_or_path)
+
+
+def fully_loaded(model: PreTrainedModel, source: str) -> PreTrainedModel:
+    """``model`` when every weight loaded; else a clear error at the load.
+
+    transformers 5 loads weights in a thread pool; when one fails, it notes the error in its load report
+    (a logged warning) and leaves that weight on the meta device, without data. The model then failed
+    far from the cause, at its first ``.to()`` ("Cannot copy out of meta tensor"): seen once in 915
+    tests, on a loaded machine, and not again in the same order in one process."""
+    unloaded = [name for name, tensor in (*model.named_parameters(), *model.named_buffers()) if tensor.is_meta]
+    if unloaded:
+        shown = ", ".join(unloaded[:3]) + (f" and {len(unloaded) - 3} more" if len(unloaded) > 3 else "")
+        raise ModelError(
+            f"loading {source!r} left {shown} without weights (transformers skipped them; its warnings say why): load it again"
+        )
+    return model
 
 
 def choose_device(requested: str = "auto") -> torch.device:

@@ -16,7 +16,7 @@ from testkit.tiny_bert import save_tiny_bert
 from finsent.config import TrainParams
 from finsent.data.validate import normalise_text
 from finsent.training.features import encode_texts
-from finsent.training.model import ModelError, load_classifier
+from finsent.training.model import ModelError, fully_loaded, load_classifier
 from finsent.training.score import Scorer, predict_proba_encoded
 from finsent.training.self_training import pseudo_label, with_pseudo_rows
 from finsent.training.tapt import copy_encoder, masked_lm, pretrain
@@ -167,6 +167,17 @@ def test_tapt_refuses_an_encoder_of_another_shape(tiny_model_dir, tokenizer, tmp
     _, classifier = load_classifier(str(tiny_model_dir))
     with pytest.raises(ModelError, match="TAPT"):
         copy_encoder(masked_lm(str(deeper)), classifier)
+
+
+def test_a_weight_left_unloaded_is_named_at_the_load(make_tiny_bert):
+    """transformers 5 leaves a weight it failed to load on the meta device (model.fully_loaded): the
+    load says so, instead of the first `.to()` failing on "Cannot copy out of meta tensor"."""
+    model = make_tiny_bert()
+    assert fully_loaded(model, "tiny") is model
+    embeddings = model.get_input_embeddings()
+    embeddings.weight = torch.nn.Parameter(torch.empty(embeddings.weight.shape, device="meta"))
+    with pytest.raises(ModelError, match=r"loading 'tiny' left bert\.embeddings\.word_embeddings\.weight without weights"):
+        fully_loaded(model, "tiny")
 
 
 def test_the_packaged_minilm_has_no_masked_lm_head():
