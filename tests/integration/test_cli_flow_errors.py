@@ -1,5 +1,6 @@
-"""A failing flow command says it once: `finsent train` (its own process, testkit.forked) with a bad batch ends with one error line and
-no traceback on the console; the log file it names keeps Prefect's records with their tracebacks."""
+"""A failing flow command says it once: `finsent train` (its own process, testkit.forked) with a bad
+batch ends with one error line and no traceback on the console; the log file it names keeps Prefect's
+records with their tracebacks."""
 
 import os
 from pathlib import Path

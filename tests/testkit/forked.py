@@ -73,9 +73,13 @@ def _child(target: str, args: Sequence[object], argv: Sequence[str], env: Mappin
     os.chdir(cwd)
     os.environ.clear()
     os.environ.update(env)
-    for fd, path in ((1, stdout), (2, stderr)):
-        with open(path, "ab") as handle:
-            os.dup2(handle.fileno(), fd)
+    with open(stdout, "wb") as out:  # a fresh file, as a shell's redirection gives
+        os.dup2(out.fileno(), 1)
+    if stderr == stdout:  # one file for both: one descriptor, so neither overwrites the other
+        os.dup2(1, 2)
+    else:
+        with open(stderr, "wb") as err:
+            os.dup2(err.fileno(), 2)
     sys.argv = list(argv)
     code = 1
     try:

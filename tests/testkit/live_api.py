@@ -1,5 +1,6 @@
 """`finsent api` in its own process (forked, testkit.forked) on a free loopback port, for the service
-tests: in its own process group, stopped (SIGTERM, then SIGKILL) when the test ends, its log kept beside the project."""
+tests: in its own process group, stopped (SIGTERM, then SIGKILL) when the test ends, its log kept
+beside the project."""
 
 from __future__ import annotations
 

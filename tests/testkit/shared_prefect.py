@@ -62,6 +62,8 @@ def server_url() -> str:
     """The run's Prefect API URL, starting the server if no worker has yet."""
     from filelock import FileLock
 
+    from flows.serve import ServerError, wait_until_healthy  # here: tests/conftest.py imports this module
+
     folder = Path(os.environ[RUN_DIR_ENV])
     info = folder / "prefect-server.json"
     with FileLock(str(folder / "prefect-server.lock"), timeout=START_TIMEOUT_S + 60):
@@ -80,25 +82,15 @@ def server_url() -> str:
         command = [sys.executable, "-c", WATCHDOG, main_pid, prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)]
         with open(folder / "prefect-server.log", "wb") as log:
             process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        _wait_healthy(url, process, folder / "prefect-server.log")
+        try:
+            wait_until_healthy(url, process, timeout_s=START_TIMEOUT_S)
+        except ServerError as exc:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            tail = (folder / "prefect-server.log").read_text(errors="replace")[-3000:]
+            raise RuntimeError(f"the test run's Prefect server: {exc}\n{tail}") from exc
         info.write_text(json.dumps({"url": url, "pid": process.pid}))
         return url
-
-
-def _wait_healthy(url: str, process: subprocess.Popen, log: Path) -> None:
-    import httpx
-
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the test run's Prefect server exited {process.returncode}: {log.read_text(errors='replace')[-3000:]}")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                return
-        time.sleep(0.5)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
-    raise RuntimeError(f"the test run's Prefect server did not answer in {START_TIMEOUT_S} s: {log.read_text(errors='replace')[-3000:]}")
 
 
 def _running_in_group(pgid: int) -> bool:
