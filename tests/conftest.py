@@ -12,13 +12,20 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from testkit import shared_prefect
+from testkit import shared_prefect, xdist_groups
 from testkit.projects import clone_project
 from testkit.tiny_bert import minilm_tokenizer, save_tiny_bert, tiny_bert
 
 from finsent.env import apply_quiet_offline
 
 apply_quiet_offline()  # before any library reads its settings
+# Prefect's log handlers write to the sys.stderr of the moment Prefect sets up logging (at import, and
+# again at some flow and worker starts). Under a test's capsys that is a stream closed after the test,
+# and every later log line in the worker failed with "I/O operation on closed file" (17 tests, once
+# the tests of a module ran on one worker). The process's own stderr is never closed; pytest still
+# captures it, at the file-descriptor level.
+for handler in ("CONSOLE", "DEBUG"):
+    os.environ.setdefault(f"PREFECT_LOGGING_HANDLERS_{handler}_STREAM", "ext://sys.__stderr__")
 
 REPO = Path(__file__).resolve().parents[1]
 RUN_DIR = pytest.StashKey["Path | None"]()
@@ -41,8 +48,21 @@ def pytest_configure(config):
 def pytest_collection_modifyitems(config, items):
     """The long tests first (slow, then integration), in their collected order otherwise: pytest-xdist
     hands tests out in this order, and a long test handed out last keeps one worker busy after the
-    others have finished."""
+    others have finished. Tests that share a module- or class-scoped fixture go to one worker
+    (testkit.xdist_groups)."""
     items.sort(key=lambda item: 0 if item.get_closest_marker("slow") else 1 if item.get_closest_marker("integration") else 2)
+    run_dir = os.environ.get(shared_prefect.RUN_DIR_ENV)
+    if os.environ.get("PYTEST_XDIST_WORKER") and run_dir:
+        xdist_groups.record_groups(items, Path(run_dir))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """``--dist loadgroup`` (`make test`): the groups of testkit.xdist_groups, in the order above."""
+    run_dir = os.environ.get(shared_prefect.RUN_DIR_ENV)
+    if config.getvalue("dist") == "loadgroup" and run_dir:
+        return xdist_groups.GroupScheduling(config, log, Path(run_dir))
+    return None
 
 
 def pytest_unconfigure(config):

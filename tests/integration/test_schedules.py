@@ -1,6 +1,7 @@
 """Schedules on a real Prefect server on loopback: `finsent serve` starts the server and registers the
 nightly-retrain and hourly-monitor deployments with their cron schedules, a served interval schedule
-fires a flow run that completes, and stopping `finsent serve` stops its server.
+fires a flow run that completes, the UI calls its own server's API, and stopping `finsent serve` stops
+its server (the last test: the others share that one server).
 
 Everything runs in subprocesses with their own PREFECT_HOME; every wait is bounded."""
 
@@ -56,11 +57,15 @@ def served(tmp_path_factory):
         PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS="1",  # schedule new runs within a second
         PREFECT_RUNNER_POLL_FREQUENCY="1",
     )
+    # As a user whose profile names another server (nothing listens there): `finsent serve --port`
+    # must use its own server for the deployments and the UI all the same.
+    elsewhere = {**env, "PREFECT_API_URL": api_url(HOST, free_port())}
+    elsewhere.pop("PREFECT_UI_API_URL", None)
     finsent = Path(sys.executable).with_name("finsent")
     log = open(root / "serve.log", "wb")
     process = subprocess.Popen(
         [str(finsent), "--root", str(root), "serve", "--host", HOST, "--port", str(port)],
-        env=env,
+        env=elsewhere,
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
@@ -132,6 +137,14 @@ def test_finsent_serve_registers_both_deployments_on_their_cron_schedules(served
         assert all(r.next_scheduled_start_time.minute == 0 for r in runs if r.next_scheduled_start_time)
 
 
+def test_the_ui_of_a_server_on_another_port_calls_its_own_api(served):
+    """The UI reads its API address from /ui-settings: it must be this server's, not port 4200's nor
+    the one the environment names (a user's profile)."""
+    settings = httpx.get(f"http://{HOST}:{served['port']}/ui-settings", timeout=10).json()
+    assert settings["api_url"] == served["url"]
+    assert httpx.get(f"http://{HOST}:{served['port']}/", timeout=10).status_code == 200  # the UI itself is served
+
+
 def test_an_interval_schedule_fires_a_run_that_completes(served, tmp_path):
     from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
 
@@ -141,7 +154,9 @@ def test_an_interval_schedule_fires_a_run_that_completes(served, tmp_path):
     runner = subprocess.Popen(
         [sys.executable, str(script), served["url"]],
         cwd=tmp_path,
-        env=served["env"],
+        # One run at a time: on a loaded machine the first run takes longer than the 5 s interval, and
+        # the runner started a new Python process every 5 s until one completed (146 CPU-s in `make test`).
+        env={**served["env"], "PREFECT_RUNNER_PROCESS_LIMIT": "1"},
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
@@ -165,19 +180,3 @@ def test_stopping_finsent_serve_stops_its_server(served):
     os.killpg(process.pid, signal.SIGTERM)
     process.wait(timeout=90)
     wait_for(lambda: not port_in_use(HOST, served["port"]), 60, "the server's port to close")
-
-
-def test_the_ui_of_a_server_on_another_port_calls_its_own_api(tmp_path):
-    """The UI reads its API address from /ui-settings: it must be this server's, not port 4200's,
-    even when the environment names another server (a user's profile)."""
-    port = free_port()
-    env = prefect_env(tmp_path / "prefect-home", "http://127.0.0.1:4200/api")
-    env.pop("PREFECT_UI_API_URL", None)
-    process = start_server(HOST, port, env=env)
-    try:
-        wait_until_healthy(api_url(HOST, port), process, timeout_s=180)
-        settings = httpx.get(f"http://{HOST}:{port}/ui-settings", timeout=10).json()
-        assert settings["api_url"] == api_url(HOST, port)
-        assert httpx.get(f"http://{HOST}:{port}/", timeout=10).status_code == 200  # the UI itself is served
-    finally:
-        stop_process_group(process, timeout_s=60)

@@ -112,8 +112,12 @@ def split_word_share(texts: pd.Series | list[str], tokenizer: PreTrainedTokenize
     flat = [w for words in word_lists for w in words]
     if not flat:
         return np.zeros(len(word_lists))
-    pieces = tokenizer(flat, add_special_tokens=False, return_attention_mask=False)["input_ids"]
-    split = np.fromiter((len(x) > 1 for x in pieces), dtype=bool, count=len(flat))
+    # Each distinct word tokenized once: 2,000 TFNS headlines hold 24,511 words but 10,278 distinct
+    # ones, and the tokenizer's per-word cost was most of this function's 1.2 s.
+    index: dict[str, int] = {}
+    codes = np.fromiter((index.setdefault(w, len(index)) for w in flat), dtype=np.int64, count=len(flat))
+    pieces = tokenizer(list(index), add_special_tokens=False, return_attention_mask=False)["input_ids"]
+    split = np.fromiter((len(x) > 1 for x in pieces), dtype=bool, count=len(index))[codes]
     counts = np.fromiter((len(w) for w in word_lists), dtype=np.int64, count=len(word_lists))
     owner = np.repeat(np.arange(len(word_lists)), counts)
     n_split = np.bincount(owner, weights=split, minlength=len(word_lists))

@@ -59,17 +59,6 @@ def eval_texts_free(tfns_valid) -> pd.DataFrame:
     return tfns_valid[~tfns_valid["text"].isin(held)].drop_duplicates("text").reset_index(drop=True)
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _a_flow_ran_outside_capture(prefect_harness):
-    """One flow run before any case: Prefect's console logging, set up by a process's first flow run,
-    must not bind to the output a case captures (capsys closes it after the case, and every later
-    flow in the worker fails writing to it). The trained project's flow did this in each worker before
-    it was trained once per run."""
-    from prefect import flow
-
-    flow(name="warm-up")(lambda: None)()
-
-
 @pytest.fixture(scope="session")
 def untrained_base(tmp_path_factory, project_template, tiny_model_dir) -> Path:
     """A project with its data versioned (data.dvc, pushed to its DVC remote) and no model yet."""
