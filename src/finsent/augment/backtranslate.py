@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from finsent.training.model import ModelError, choose_device
+from finsent.training.model import ModelError, choose_device, from_pretrained
 
 
 def _load(path: str | Path, device: torch.device) -> tuple[PreTrainedTokenizerBase, PreTrainedModel]:
@@ -22,7 +22,7 @@ def _load(path: str | Path, device: torch.device) -> tuple[PreTrainedTokenizerBa
         raise ModelError(f"translation model folder {folder} does not exist or holds no config.json")
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
-        model = AutoModelForSeq2SeqLM.from_pretrained(folder, local_files_only=True)
+        model = from_pretrained(AutoModelForSeq2SeqLM, folder, local_files_only=True)
     except (OSError, ValueError) as exc:
         raise ModelError(f"cannot load translation model from {folder}: {exc}") from exc
     return tokenizer, model.to(device).eval()

@@ -35,7 +35,7 @@ import torch
 from transformers import AutoModelForMaskedLM, DataCollatorForLanguageModeling, PreTrainedModel, PreTrainedTokenizerBase
 
 from finsent.config import TrainParams
-from finsent.training.model import ModelError, autocast_dtype, choose_device, fully_loaded
+from finsent.training.model import ModelError, autocast_dtype, choose_device, from_pretrained, fully_loaded
 from finsent.training.recipe import make_scheduler, param_groups
 
 CURVE_POINTS = 10  # the loss history reported: the mean over each tenth of the steps
@@ -44,7 +44,7 @@ CURVE_POINTS = 10  # the loss history reported: the mean over each tenth of the 
 def masked_lm(source: str) -> PreTrainedModel:
     """The base model at ``source`` (a local folder) as a masked-LM, float32; a missing MLM head starts random."""
     try:
-        model = AutoModelForMaskedLM.from_pretrained(source, dtype=torch.float32)
+        model = from_pretrained(AutoModelForMaskedLM, source, dtype=torch.float32)
     except (OSError, ValueError) as exc:
         raise ModelError(f"TAPT: cannot load {source!r} as a masked language model: {exc}") from exc
     return fully_loaded(model, source)

@@ -180,6 +180,31 @@ def test_a_weight_left_unloaded_is_named_at_the_load(make_tiny_bert):
         fully_loaded(model, "tiny")
 
 
+def test_loads_in_several_threads_leave_weight_tying_on(tiny_model_dir, monkeypatch):
+    """transformers 5 turns tying off class-wide during a load (model.from_pretrained): without finsent's
+    lock, 4 threads of 5 loads left it off in 3 runs of 3, and every later masked-LM load failed."""
+    import threading
+
+    from transformers import AutoModelForSequenceClassification, PreTrainedModel
+
+    from finsent.training.model import from_pretrained
+
+    tie_weights = PreTrainedModel.tie_weights
+    monkeypatch.setattr(PreTrainedModel, "tie_weights", tie_weights)  # put back even if this fails: the worker's later loads
+
+    def load_five():
+        for _ in range(5):
+            from_pretrained(AutoModelForSequenceClassification, tiny_model_dir)
+
+    threads = [threading.Thread(target=load_five) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert PreTrainedModel.tie_weights is tie_weights
+    assert fully_loaded(masked_lm(str(tiny_model_dir)), "tiny")
+
+
 def test_the_packaged_minilm_has_no_masked_lm_head():
     """tapt.py's docstring says the packaged MiniLM's MLM head starts random: its weights hold none."""
     from safetensors import safe_open
