@@ -72,7 +72,8 @@ check: install
 #   (tests/testkit/forked.py), one Prefect server for the run (tests/testkit/shared_prefect.py), the
 #   long tests handed out first (tests/conftest.py). `--dist worksteal` (18m10s) and handing tests out
 #   two at a time (`--maxschedchunk 2`, 20m47s, all the heavy tests at once) were slower here.
-# Fresh clone, 915 tests, installing: 23m05s (pytest 19m05s, 34 CPU-minutes with the install and checks).
+# Fresh clone, 917 tests, installing: 11m22s (pytest 9m26s, 18.1 CPU-minutes with the install and checks),
+# once the tests that share a module's fixture ran on one worker (tests/testkit/xdist_groups.py); 23m05s before.
 TEST_WORKERS ?= 3
 XDIST = -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
 
