@@ -26,8 +26,8 @@ class ModelError(FinsentError, ValueError):
 # transformers 5's from_pretrained turns weight tying off class-wide while it builds a model
 # (initialization.no_tie_weights swaps PreTrainedModel.tie_weights out and back). Two loads in two threads
 # can swap back the disabled one: from then on every load in the process leaves its tied weights (an MLM
-# head's decoder) on the meta device. CI hit it (6 TAPT tests failed after a service test's champion
-# thread loaded alongside another load); 4 threads of 5 loads reproduce it. transformers#44940 (open)
+# head's decoder) on the meta device. CI hit it (6 TAPT tests failed on one worker; which concurrent
+# loads preceded them is not known); 4 threads of 5 loads reproduce it. transformers#44940 (open)
 # makes the switch per thread; until it lands, finsent loads one model at a time.
 _ONE_LOAD_AT_A_TIME = threading.Lock()
 
