@@ -28,7 +28,11 @@ What it does, in a throw-away project (a temporary folder, removed at the end un
    ``--duration`` seconds measured, one server at a time: the other stays up but idle (its CPU is
    measured too), and the order alternates across levels (finsent first, then mlflow first, ...), so
    that a change in the machine's other load does not favour one. Failed = non-2xx, exception or a
-   malformed answer, warm-up included.
+   malformed answer, warm-up included. The clients are httpx on uvloop: the load generator shares the
+   2 cores, and on asyncio's own loop it used half a core at 64 clients, enough to hold finished
+   answers unread and so to set the servers' latency tail itself (finsent's p99 at 64 clients was 1.7
+   to 1.9 s in two of three short runs, with passes of 11-13 texts; on uvloop, 1.0 and 1.2 s in two of
+   two, with full passes of 16).
 4. Swap under load: ``--swap-clients`` clients on ``finsent api``; ``finsent registry promote 2`` then
    ``finsent registry rollback``, each followed until /readyz serves it. Every answer's model_version
    must be "1" or "2", a request sent after /readyz shows the new version must be answered by it, and
@@ -82,6 +86,7 @@ for _key, _value in {
 import httpx  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+import uvloop  # noqa: E402
 
 from finsent.vocabulary import LABELS  # noqa: E402
 
@@ -345,18 +350,34 @@ def latency_ms(records: list[Record]) -> dict:
 
 
 BATCH_SERIES = ("finsent_batch_texts_sum", "finsent_batch_texts_count", "finsent_batch_requests_sum")
+# The server's own latency histogram for the predict route: its cumulative bucket lines, by upper bound.
+SERVER_LATENCY_BUCKET = 'finsent_request_seconds_bucket{le="'
+SERVER_LATENCY_ROUTE = 'route="/v1/predict"'
 
 
 async def batch_counters(base_url: str) -> dict[str, float]:
-    """finsent's forward-pass counters: texts and requests merged so far, and passes."""
+    """finsent's counters so far: texts and requests merged into forward passes, the passes, and the
+    predict route's latency buckets as the server measured them (``le=<seconds>`` keys)."""
     async with httpx.AsyncClient(base_url=base_url, timeout=10) as client:
         text = (await client.get("/metrics")).text
     values = {}
     for line in text.splitlines():
-        name, _, value = line.partition(" ")
+        name, _, value = line.rpartition(" ")
         if name in BATCH_SERIES:
             values[name] = float(value)
+        elif name.startswith(SERVER_LATENCY_BUCKET) and SERVER_LATENCY_ROUTE in name:
+            values["le=" + name[len(SERVER_LATENCY_BUCKET) :].split('"', 1)[0]] = float(value)
     return values
+
+
+def server_latency_share(counters: dict[str, float]) -> dict[str, float] | None:
+    """Share of the window's predict requests the server answered within each bucket bound. Set beside
+    the client's percentiles, it tells a queue in the server from time lost in the client or the kernel
+    (the server's clock starts once uvicorn has read the request)."""
+    total = counters.get("le=+Inf")
+    if not total:
+        return None
+    return {k.removeprefix("le="): round(v / total, 4) for k, v in counters.items() if k.startswith("le=") and k != "le=+Inf"}
 
 
 def cpu_snapshot(servers: dict[str, Server]) -> dict[str, float | None]:
@@ -398,6 +419,8 @@ async def measure_level(target: Target, clients: int, warmup_s: float, duration_
         "texts_per_pass": round(passes["finsent_batch_texts_sum"] / passes["finsent_batch_texts_count"], 1)
         if passes.get("finsent_batch_texts_count")
         else None,
+        # finsent's own clock: the share of the window's requests answered within each bound (seconds)
+        "server_latency_share": server_latency_share(passes) if target.batch_metrics else None,
     }
 
 
@@ -802,7 +825,7 @@ def main(argv: list[str] | None = None) -> int:
         for i, clients in enumerate(levels):
             for target in targets if i % 2 == 0 else targets[::-1]:
                 print(f"{target.name}: {clients} clients, {warmup:g} s warm-up + {args.duration:g} s ...", file=sys.stderr)
-                row = asyncio.run(measure_level(target, clients, warmup, args.duration, args.seed + i, servers))
+                row = uvloop.run(measure_level(target, clients, warmup, args.duration, args.seed + i, servers))
                 result["levels"].append(row)
                 write(out, result)
         if "mlflow" in servers:
@@ -810,13 +833,13 @@ def main(argv: list[str] | None = None) -> int:
 
         if not args.skip_swap:
             print(f"swap under load: {args.swap_clients} clients, promote 2 then roll back ...", file=sys.stderr)
-            result["swap"] = asyncio.run(swap_under_load(targets[0], args.swap_clients, finsent_cmd, root, settle, args.seed))
+            result["swap"] = uvloop.run(swap_under_load(targets[0], args.swap_clients, finsent_cmd, root, settle, args.seed))
             write(out, result)
 
         if not args.skip_ingest:
             print(f"ingest: {args.ingest_items} items ...", file=sys.stderr)
             cpu_before = servers["finsent"].cpu_seconds()
-            ingested, posted_keys = asyncio.run(
+            ingested, posted_keys = uvloop.run(
                 ingest(
                     targets[0].base_url, headlines, args.ingest_items, args.ingest_batch, args.ingest_clients, args.repost_share, args.seed
                 )
