@@ -22,8 +22,11 @@ What it does, in a throw-away project (a temporary folder, removed at the end un
    alias set by hand would leave it nothing to roll back to.
    Then scores headlines with version 1's model in this process, no HTTP, at pass sizes 1 to 64
    (``scorer_ceiling``): the most any server could answer on this machine, which says whether the 3x
-   goal is within reach at all.
-2. Starts ``finsent api`` (``service.poll_s=1``) and ``mlflow models serve -m
+   goal is within reach at all. It does so in fp32 and in the precision ``finsent api`` serves in here
+   (``service.precision: auto``: bf16 on a CPU that multiplies bf16 natively).
+2. Starts ``finsent api`` (``service.poll_s=1``); where it serves in bf16, a second ``finsent api`` at
+   ``service.precision=fp32`` (row ``finsent_fp32``: what batching alone gives, at mlflow's precision;
+   ``--skip-fp32`` leaves it out); and ``mlflow models serve -m
    models:/finsent-sentiment@champion --env-manager local`` with mlflow's defaults (1 uvicorn worker,
    60 s request timeout), both on 127.0.0.1 on free ports, and waits (bounded) until both answer.
 3. Closed loop at each ``--levels`` count of clients: each client posts one headline (sampled from
@@ -651,8 +654,15 @@ def machine_info() -> dict:
             versions[name] = version(name)
         except PackageNotFoundError:
             versions[name] = "not installed"
+    cpuinfo = Path("/proc/cpuinfo")
+    models = (
+        [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if line.startswith("model name")]
+        if cpuinfo.is_file()
+        else []
+    )
     return {
         "cpus": os.cpu_count(),
+        "cpu_model": models[0] if models else platform.processor() or None,
         "torch_threads": torch.get_num_threads(),  # both servers leave torch's default (service.torch_threads: 0)
         "load_average_1m_at_start": round(os.getloadavg()[0], 2),
         "platform": platform.platform(),
@@ -665,25 +675,45 @@ CEILING_PASS_SIZES = (1, 4, 8, 16, 32, 64)
 CEILING_SECONDS_PER_SIZE = 3.0
 
 
-def scorer_ceiling(model_dir: Path, headlines: list[str], seed: int) -> dict:
-    """Texts/s of the champion's model scored in this process, no HTTP, at each pass size: the most any
-    server can answer one-headline requests on this machine. Measured before the servers start, so the
-    cores are idle; torch's default threads, as the servers use."""
+def served_precision(service_precision: str) -> str:
+    """What ``finsent api`` will score in on this machine: its own rule (finsent.training.model)."""
     import torch
 
+    from finsent.training.model import cpu_multiplies_bf16, serving_precision
+
+    return serving_precision(service_precision, torch.device("cpu"), cpu_bf16=cpu_multiplies_bf16())
+
+
+def scorer_ceiling(model_dir: Path, headlines: list[str], seed: int, precisions: list[str]) -> dict:
+    """Texts/s of the champion's model scored in this process, no HTTP, at each pass size and each of
+    ``precisions``: the most any server can answer one-headline requests on this machine. Measured
+    before the servers start, so the cores are idle; torch's default threads, as the servers use."""
+    import torch
+
+    from finsent.training.model import cpu_multiplies_bf16
     from finsent.training.score import Scorer
 
-    scorer = Scorer.from_dir(model_dir, device="cpu")
-    rng = random.Random(seed)
-    texts_per_s = {}
-    for size in CEILING_PASS_SIZES:
-        scorer.predict_proba(rng.sample(headlines, size))  # first pass at this size: allocations
-        done, started = 0, time.perf_counter()
-        while time.perf_counter() - started < CEILING_SECONDS_PER_SIZE:
-            scorer.predict_proba(rng.sample(headlines, size))
-            done += size
-        texts_per_s[str(size)] = round(done / (time.perf_counter() - started), 1)
-    return {"texts_per_s_by_pass_size": texts_per_s, "torch_threads": torch.get_num_threads(), "seconds_per_size": CEILING_SECONDS_PER_SIZE}
+    by_precision = {}
+    for precision in precisions:
+        scorer = Scorer.from_dir(model_dir, device="cpu", precision=precision)
+        rng = random.Random(seed)
+        texts_per_s = {}
+        for size in CEILING_PASS_SIZES:
+            scorer.predict_proba(rng.sample(headlines, size))  # first pass at this size: allocations
+            done, started = 0, time.perf_counter()
+            while time.perf_counter() - started < CEILING_SECONDS_PER_SIZE:
+                scorer.predict_proba(rng.sample(headlines, size))
+                done += size
+            texts_per_s[str(size)] = round(done / (time.perf_counter() - started), 1)
+        by_precision[precision] = texts_per_s
+    return {
+        "served_precision": precisions[-1],
+        "texts_per_s_by_pass_size": by_precision[precisions[-1]],  # at the precision finsent api serves in
+        "by_precision": by_precision,
+        "cpu_multiplies_bf16": cpu_multiplies_bf16(),
+        "torch_threads": torch.get_num_threads(),
+        "seconds_per_size": CEILING_SECONDS_PER_SIZE,
+    }
 
 
 def goals(result: dict) -> dict:
@@ -695,6 +725,9 @@ def goals(result: dict) -> dict:
         top = max(both)
         ratio = rows[("finsent", top)]["throughput_rps"] / max(rows[("mlflow", top)]["throughput_rps"], 1e-9)
         out[f"throughput_ratio_at_{top}_clients"] = round(ratio, 2)
+        if ("finsent_fp32", top) in rows:  # batching alone, at mlflow's precision
+            fp32_ratio = rows[("finsent_fp32", top)]["throughput_rps"] / max(rows[("mlflow", top)]["throughput_rps"], 1e-9)
+            out[f"throughput_ratio_fp32_at_{top}_clients"] = round(fp32_ratio, 2)
         out["throughput_3x_at_64_clients"] = ratio >= 3 if top == 64 else None
         ceiling = result.get("scorer_ceiling")
         if ceiling:  # can 3x be reached at all? the model's own best rate against 3x mlflow's
@@ -706,7 +739,7 @@ def goals(result: dict) -> dict:
             rows[("finsent", c)]["p99_ms"] is not None and rows[("finsent", c)]["p99_ms"] < (rows[("mlflow", c)]["p99_ms"] or float("inf"))
             for c in both
         )
-    out["zero_failed_requests"] = all(r["failed_incl_warmup"] == 0 for r in result["levels"] if r["server"] == "finsent")
+    out["zero_failed_requests"] = all(r["failed_incl_warmup"] == 0 for r in result["levels"] if r["server"].startswith("finsent"))
     if result.get("swap"):
         swap = result["swap"]
         out["zero_errors_across_promote_rollback"] = swap["failed"] == 0 and not swap["unexpected_versions"]
@@ -745,8 +778,9 @@ def table(result: dict) -> str:
         ]
     ceiling = result.get("scorer_ceiling")
     if ceiling:
-        by_size = ", ".join(f"{n}: {v}" for n, v in ceiling["texts_per_s_by_pass_size"].items())
-        lines += ["", f"Scorer alone, texts/s by pass size ({ceiling['torch_threads']} threads, no HTTP): {by_size}."]
+        for precision, sizes in ceiling.get("by_precision", {"": ceiling["texts_per_s_by_pass_size"]}).items():
+            by_size = ", ".join(f"{n}: {v}" for n, v in sizes.items())
+            lines += ["", f"Scorer alone {precision}, texts/s by pass size ({ceiling['torch_threads']} threads, no HTTP): {by_size}."]
     if result.get("goals"):
         lines += ["", "Goals: " + ", ".join(f"{k} = {v}" for k, v in result["goals"].items())]
     return "\n".join(lines)
@@ -769,6 +803,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=None, help="seconds before each measurement (default: min(5, duration))")
     parser.add_argument("--levels", default="1,8,64", help="concurrent clients, comma-separated")
     parser.add_argument("--skip-mlflow", action="store_true", help="measure finsent api alone")
+    parser.add_argument("--skip-fp32", action="store_true", help="no second finsent api at fp32 where finsent serves in bf16")
     parser.add_argument("--skip-swap", action="store_true")
     parser.add_argument("--skip-ingest", action="store_true")
     parser.add_argument("--swap-clients", type=int, default=64)
@@ -828,31 +863,33 @@ def main(argv: list[str] | None = None) -> int:
     try:
         print(f"building the project in {root} ...", file=sys.stderr)
         result["setup"] = build_project(root)
-        print("scoring ceiling: the champion's model in-process, no HTTP ...", file=sys.stderr)
-        result["scorer_ceiling"] = scorer_ceiling(root / "models" / "seed1", headlines, args.seed)
+        precision = served_precision(service.precision)
+        result["setup"]["finsent_precision"] = precision
+        print(f"scoring ceiling: the champion's model in-process, no HTTP (fp32, {precision}) ...", file=sys.stderr)
+        result["scorer_ceiling"] = scorer_ceiling(
+            root / "models" / "seed1", headlines, args.seed, ["fp32"] if precision == "fp32" else ["fp32", precision]
+        )
         write(out, result)
         env = child_env(root)
         finsent_cmd = [tool("finsent")]
-        set_args = [a for s in sets for a in ("--set", s)]
-        port = free_port()
-        servers["finsent"] = Server(
-            "finsent", [*finsent_cmd, "--root", str(root), *set_args, "api", "--port", str(port)], tmp / "finsent_api.log", env
-        )
-        servers["finsent"].start()
-        ready = servers["finsent"].wait_ready(
-            f"http://127.0.0.1:{port}/readyz", lambda r: r.status_code == 200 and r.json()["model"]["version"] == "1"
-        )
-        result["setup"]["finsent_ready_s"] = ready
-        targets = [
-            Target(
-                "finsent",
-                f"http://127.0.0.1:{port}",
-                "/v1/predict",
-                [json.dumps({"text": h}).encode() for h in headlines],
-                finsent_answer,
-                True,
+        # finsent at its own precision, and (where that is not fp32) again at fp32, mlflow's: the gap
+        # between the two rows is the precision's, the rest is batching's
+        variants = {"finsent": sets}
+        if precision != "fp32" and not args.skip_fp32:
+            variants["finsent_fp32"] = [*sets, "service.precision=fp32"]
+        targets = []
+        for name, overrides in variants.items():
+            port = free_port()
+            set_args = [a for s in overrides for a in ("--set", s)]
+            servers[name] = Server(
+                name, [*finsent_cmd, "--root", str(root), *set_args, "api", "--port", str(port)], tmp / f"{name}_api.log", env
             )
-        ]
+            servers[name].start()
+            result["setup"][f"{name}_ready_s"] = servers[name].wait_ready(
+                f"http://127.0.0.1:{port}/readyz", lambda r: r.status_code == 200 and r.json()["model"]["version"] == "1"
+            )
+            body = [json.dumps({"text": h}).encode() for h in headlines]
+            targets.append(Target(name, f"http://127.0.0.1:{port}", "/v1/predict", body, finsent_answer, True))
         if not args.skip_mlflow:
             mport = free_port()
             argv = [tool("mlflow"), "models", "serve", "-m", f"models:/{load_params(root / 'params.yaml').register.model_name}@champion"]
@@ -872,8 +909,9 @@ def main(argv: list[str] | None = None) -> int:
                 row = uvloop.run(measure_level(target, clients, warmup, args.duration, args.seed + i, servers))
                 result["levels"].append(row)
                 write(out, result)
-        if "mlflow" in servers:
-            servers.pop("mlflow").stop()
+        for name in ("mlflow", "finsent_fp32"):
+            if name in servers:
+                servers.pop(name).stop()
 
         if not args.skip_swap:
             print(f"swap under load: {args.swap_clients} clients, promote 2 then roll back ...", file=sys.stderr)

@@ -91,6 +91,7 @@ class ValidateParams:
 
 
 DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
+PRECISIONS = ("auto", "fp32", "bf16")  # train.precision and service.precision; "auto" is read per use (training.model)
 # A registered model or experiment name: it goes into MLflow search filters and file names.
 REGISTRY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 # How the dev split calibrates the model's probabilities (finsent.training.calibration): auto =
@@ -179,8 +180,8 @@ class TrainParams:
             raise ConfigError(f"train.device must be auto, cpu, cuda or cuda:N, not {self.device!r}")
         if self.num_threads is not None and self.num_threads < 1:
             raise ConfigError(f"train.num_threads must be >= 1 or null, not {self.num_threads}")
-        if self.precision not in {"auto", "fp32", "bf16"}:
-            raise ConfigError(f"train.precision must be auto, fp32 or bf16, not {self.precision!r}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"train.precision must be one of {list(PRECISIONS)}, not {self.precision!r}")
         if self.pad_to_multiple_of < 1:
             raise ConfigError("train.pad_to_multiple_of must be >= 1")
         if self.schedule not in {"linear", "cosine", "constant"}:
@@ -668,8 +669,14 @@ class ServiceParams:
     poll_s: float = 10.0  # how often the registry's champion alias is checked
     token_env: str = "FINSENT_API_TOKEN"  # when this variable is set, /v1/news needs "Authorization: Bearer <it>"
     torch_threads: int = 0  # intra-op threads for scoring; 0: torch's default (one per core)
+    # auto: bf16 where the hardware multiplies it natively (CUDA; CPUs with AVX512-BF16 or AMX), fp32 elsewhere.
+    # MiniLM on 2 such CPU cores: 2-2.6x the texts/s of fp32 at passes of 16-256 texts
+    # (bench/results/precision_cpu.json); fp32 is what training and batch scoring use on CPU.
+    precision: str = "auto"
 
     def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"service.precision must be one of {list(PRECISIONS)}, not {self.precision!r}")
         if not 0 < self.port < 65536:
             raise ConfigError(f"service.port must be a TCP port, not {self.port}")
         counts = ("max_batch_size", "max_queue_texts", "max_texts_per_request", "max_body_bytes", "retry_after_s")

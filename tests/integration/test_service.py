@@ -53,6 +53,7 @@ def api(registered, receiver):
         "monitor.alert_min_count=3",
         "service.max_texts_per_request=50",
         "service.max_body_bytes=20000",
+        "service.precision=bf16",  # on any CPU: the setting reaches the scorer the follower loads
         env={"FINSENT_API_TOKEN": TOKEN},
     )
     yield server
@@ -93,7 +94,7 @@ def seed_bearish_day(project: Path, day: str, ticker: str, rows: int = 5) -> Non
 
 def test_scoring_ingest_index_alerts_limits_and_metrics(api, registered, receiver):
     seed_bearish_day(registered, "2026-11-28", "ACME")
-    assert api.ready()["model"]["version"] == "1"
+    assert api.ready()["model"]["version"] == "1" and api.ready()["model"]["precision"] == "bf16"
 
     # Scoring: one text or many; nothing stored.
     one = api.post("/v1/predict", {"text": "Acme shares fall after weak guidance"}).json()

@@ -53,9 +53,10 @@ def load_champion(p: Params, root: Path, alias: str = CHAMPION, client=None) -> 
     return load_version(p, client, version)
 
 
-def load_version(p: Params, client, version: str) -> Champion:
+def load_version(p: Params, client, version: str, *, precision: str = "auto") -> Champion:
     """One registry version of ``register.model_name`` as a ``Scorer``: what the live service swaps in
-    when the champion alias moves (it reads the alias, then loads that version, never the alias again)."""
+    when the champion alias moves (it reads the alias, then loads that version, never the alias again).
+    ``precision``: the scorer's (the service passes its resolved ``service.precision``)."""
     name = p.register.model_name
     versions.check_artifacts(client, name, version)
     mv = versions.get_version(client, name, version)
@@ -69,6 +70,7 @@ def load_version(p: Params, client, version: str) -> Champion:
         max_length=p.train.max_length,
         batch_size=p.monitor.batch_size,
         device=p.train.device,
+        precision=precision,
         calibration=loaded.calibration,
     )
     baseline = data_md5 = accuracy = run_dir = None

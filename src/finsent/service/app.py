@@ -50,6 +50,7 @@ from finsent.service import ingest
 from finsent.service.batcher import Batcher, BatcherStopped, QueueFull, Scored
 from finsent.service.follower import ChampionFollower, Loaded
 from finsent.service.metrics import CONTENT_TYPE, ServiceMetrics
+from finsent.training.model import choose_device, cpu_multiplies_bf16, serving_precision
 from finsent.training.score import Scorer
 from finsent.vocabulary import LABELS
 
@@ -227,9 +228,11 @@ def registry_follower(p: Params, root: Path, metrics: ServiceMetrics) -> Champio
         metrics.model_load_failures.inc()
         metrics.model_load_failing.set(1)
 
+    precision = serving_precision(p.service.precision, choose_device(p.train.device), cpu_bf16=cpu_multiplies_bf16())
+    log.info("scoring in %s (service.precision: %s)", precision, p.service.precision)
     return ChampionFollower(
         lambda: versions.alias_version(connected(), p.register.model_name, versions.CHAMPION),
-        lambda version: load_version(p, connected(), version),
+        lambda version: load_version(p, connected(), version, precision=precision),
         p.service.poll_s,
         on_swap=on_swap,
         on_load_failure=on_failure,
@@ -563,7 +566,14 @@ def create_app(p: Params, root: str | Path, *, follower: ChampionFollower | None
         loaded = service.follower.current
         body = {
             "ready": loaded is not None,
-            "model": {"name": loaded.champion.name, "version": loaded.version, "loaded_at": loaded.loaded_at} if loaded else None,
+            "model": {
+                "name": loaded.champion.name,
+                "version": loaded.version,
+                "loaded_at": loaded.loaded_at,
+                "precision": loaded.champion.scorer.precision,
+            }
+            if loaded
+            else None,
             "champion_version": service.follower.wanted,
             "load_error": service.follower.load_error,
             "registry_error": service.follower.poll_error,

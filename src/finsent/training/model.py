@@ -110,9 +110,27 @@ def choose_device(requested: str = "auto") -> torch.device:
 
 
 def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
-    """bf16 autocast on CUDA by default; fp32 on CPU (this CPU class has no bf16 units)."""
+    """Training and batch scoring: bf16 autocast on CUDA by default, fp32 on CPU, where results then
+    match from one CPU to the next (not every CPU multiplies bf16 natively)."""
     if precision == "fp32":
         return None
     if precision == "bf16":
         return torch.bfloat16
     return torch.bfloat16 if device.type == "cuda" else None
+
+
+def cpu_multiplies_bf16() -> bool:
+    """Whether this CPU has bf16 dot-product units (AVX512-BF16 or AMX), where oneDNN runs bf16 matmuls
+    at about twice fp32's speed. Without them bf16 is emulated, and slower than fp32. torch names the
+    check only in ``torch.cpu``'s private helpers; if they go, the answer is False (fp32: safe)."""
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
+
+
+def serving_precision(precision: str, device: torch.device, *, cpu_bf16: bool) -> str:
+    """``service.precision`` resolved to fp32 or bf16 for live scoring, where latency counts: "auto" is
+    bf16 on CUDA and on a CPU that multiplies bf16 natively (``cpu_bf16``), fp32 elsewhere. Pure, so the
+    rule is tested on any machine; the caller asks ``cpu_multiplies_bf16``."""
+    if precision != "auto":
+        return precision
+    return "bf16" if device.type == "cuda" or (device.type == "cpu" and cpu_bf16) else "fp32"

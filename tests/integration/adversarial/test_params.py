@@ -34,6 +34,7 @@ COMMANDS = {
     "monitor run": ["monitor", "run", "news.csv"],
     "serve": ["serve", "--no-server"],
     "deploy": ["deploy"],
+    "api": ["api"],
 }
 
 # (override, command, what the error names)
@@ -113,6 +114,9 @@ CASES = [
     ("schedule.server_port=70000", "serve", "schedule.server_port"),
     ("schedule.work_pool=' '", "deploy", "schedule.work_pool"),
     ("schedule.timezone=Mars/Olympus_Mons", "deploy", "schedule.timezone"),
+    # service
+    ("service.precision=fp16", "api", "service.precision"),
+    ("service.max_batch_size=0", "api", "service.max_batch_size"),
     # tune
     ("tune.n_trials=0", "tune", "tune"),
     ("tune.search_space={}", "tune", "tune.search_space"),

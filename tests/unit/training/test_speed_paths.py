@@ -5,6 +5,8 @@ settings of ``train.on_cuda``. Nothing here is timed; the speed itself is measur
 from __future__ import annotations
 
 import dataclasses
+import importlib
+import json
 import sys
 from pathlib import Path
 
@@ -14,7 +16,8 @@ import torch
 
 from finsent.config import ConfigError, TrainParams, load_params
 from finsent.training.features import encode_texts, gather_batch, pad_batch, padded_width, to_device
-from finsent.training.score import Scorer, predict_proba_encoded
+from finsent.training.model import autocast_dtype, cpu_multiplies_bf16, serving_precision
+from finsent.training.score import CPU_BF16_MIN_TEXTS, Scorer, predict_proba_encoded
 from finsent.training.train import fit, params_for_device
 from testkit.tiny_bert import NO_DROPOUT, tiny_bert
 
@@ -99,6 +102,26 @@ def test_bf16_scoring_stays_close_to_fp32(tokenizer, valid_texts):
     assert np.abs(fp32 - bf16).max() < 0.02
 
 
+def test_a_lone_text_on_cpu_scores_in_fp32_where_bf16_is_slower(tokenizer, valid_texts):
+    model = no_dropout_bert(tokenizer)
+    one, two = (encode_texts(tokenizer, valid_texts[:n], 128) for n in (1, 2))
+    assert CPU_BF16_MIN_TEXTS == 2
+    np.testing.assert_array_equal(predict_proba_encoded(model, one, precision="bf16"), predict_proba_encoded(model, one, precision="fp32"))
+    assert not np.array_equal(predict_proba_encoded(model, two, precision="bf16"), predict_proba_encoded(model, two, precision="fp32"))
+
+
+def test_only_the_service_scores_in_bf16_on_a_cpu_and_only_one_that_multiplies_it():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert serving_precision("auto", cpu, cpu_bf16=True) == "bf16"
+    assert serving_precision("auto", cpu, cpu_bf16=False) == "fp32"  # emulated bf16 is slower than fp32
+    assert serving_precision("auto", cuda, cpu_bf16=False) == "bf16"
+    assert serving_precision("fp32", cuda, cpu_bf16=True) == "fp32"  # asked for: as asked
+    assert serving_precision("bf16", cpu, cpu_bf16=False) == "bf16"
+    # training and batch scoring: fp32 on any CPU, so their results do not depend on which CPU ran them
+    assert autocast_dtype(cpu, "auto") is None and autocast_dtype(cuda, "auto") == torch.bfloat16
+    assert isinstance(cpu_multiplies_bf16(), bool)
+
+
 def test_on_cuda_overrides_apply_only_on_a_gpu():
     p = TrainParams(batch_size=32, learning_rate=1e-4, on_cuda={"batch_size": 256, "learning_rate": 4e-4, "pad_to_multiple_of": 8})
     assert params_for_device(p, torch.device("cpu")) is p
@@ -176,13 +199,18 @@ def test_compiled_training_matches_eager(tokenizer):
         torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-3, msg=name)
 
 
-@pytest.mark.slow
-def test_speed_bench_runs_end_to_end_on_a_tiny_model(tiny_model_dir, tmp_path):
+def _bench_module(name: str):
+    """A script of bench/, imported as its own folder sees it (as a script, bench/ is on sys.path)."""
     sys.path.insert(0, str(REPO / "bench"))
     try:
-        import bench_speed
+        return importlib.import_module(name)
     finally:
         sys.path.remove(str(REPO / "bench"))
+
+
+@pytest.mark.slow
+def test_speed_bench_runs_end_to_end_on_a_tiny_model(tiny_model_dir, tmp_path):
+    bench_speed = _bench_module("bench_speed")
     out = tmp_path / "bench.json"
     results = bench_speed.main([
         "--device", "cpu", "--encoder", str(tiny_model_dir), "--max-train-rows", "96", "--epochs", "1",
@@ -194,3 +222,14 @@ def test_speed_bench_runs_end_to_end_on_a_tiny_model(tiny_model_dir, tmp_path):
     assert {"minilm_trainer", "minilm_finsent", "sweep_48_0.001_1.0", "scoring", "bertbase_trainer", "bertbase_finsent"} <= set(sections)
     assert sections["scoring"]["label_agreement"] > 0.99
     assert out.is_file() and results["summary"]["minilm_train_speedup"] > 0
+
+
+def test_precision_bench_runs_end_to_end_on_a_tiny_model(tiny_model_dir, tmp_path):
+    bench_precision = _bench_module("bench_precision")
+    out = tmp_path / "precision.json"
+    assert bench_precision.main(["--model", str(tiny_model_dir), "--seconds", "0.05", "--rounds", "1", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert [q["pass_size"] for q in result["quality"]] == [16, 256] and result["test_rows"] == 2388
+    assert all(0.0 <= q["label_agreement"] <= 1.0 and q["max_probability_change"] < 0.05 for q in result["quality"])
+    assert set(result["texts_per_s"]["bf16_over_fp32"]) == {str(n) for n in bench_precision.PASS_SIZES}
+    assert isinstance(result["machine"]["cpu_multiplies_bf16"], bool)
