@@ -10,6 +10,7 @@ import mlflow
 import pandas as pd
 import pytest
 from sqlalchemy import func, select
+from testkit.in_process_flow import flow_in_this_process
 
 from finsent.cli import main
 from finsent.config import MonitorParams
@@ -50,9 +51,8 @@ def test_no_champion_is_exit_code_2_naming_the_alias(project, tfns_valid, tmp_pa
         assert run_cli(project, *command) == 2, command
         last = capsys.readouterr().err.strip().splitlines()[-1]  # MLflow may log its database setup first
         assert last.startswith("finsent: error:") and "alias 'champion'" in last, last
-    # Prefect's log handler keeps the stream it first sees: a flow must not run under capsys, whose
-    # stream is closed after this test. The flow's error itself is checked in test_monitoring_flow.
-    with capsys.disabled():
+    # No flow under capsys (testkit.in_process_flow). The flow's error itself is checked in test_monitoring_flow.
+    with flow_in_this_process(capsys):
         assert run_cli(project, "monitor", "run", str(batch_file)) == 2
     assert stored_rows(project) == 0
     assert run_cli(project, "score", str(tmp_path / "missing.csv")) == 2
@@ -64,7 +64,7 @@ def test_score_index_and_drift(project, tiny_model_dir, tfns_valid, tmp_path, ca
     from flows.training import training_flow
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    with capsys.disabled():  # see above: no flow under capsys
+    with flow_in_this_process(capsys):
         training_flow(
             root=str(project),
             overrides={

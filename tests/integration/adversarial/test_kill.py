@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from testkit.adversarial import Cli, Snapshot, Spawned, assert_nothing_lost, command_env, git_head, opened_by
+from testkit.in_process_flow import flow_in_this_process
 
 from finsent.data.versioning import is_in_sync, recorded_files
 
@@ -63,7 +64,7 @@ def test_train_killed_while_registering_keeps_the_champion_and_a_rerun_registers
     assert before.diff(after, ignore=("registry",)) == {}  # a half-registered version may remain, never a champion
     assert after.versions in (before.versions, before.versions + 1)
 
-    with capsys.disabled():  # the rerun: a flow in this process (see test_cli_monitor on Prefect and capsys)
+    with flow_in_this_process(capsys):  # the rerun: a flow in this process
         assert Cli(trained, capsys).run("train")[0] == 0
     rerun = Snapshot.take(trained)
     assert rerun.versions == after.versions + 1 and rerun.champion is not None

@@ -13,13 +13,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from testkit.tiny_bert import NO_DROPOUT, tiny_bert
 
 from finsent.config import ConfigError, TrainParams, load_params
 from finsent.training.features import encode_texts, gather_batch, pad_batch, padded_width, to_device
 from finsent.training.model import autocast_dtype, cpu_multiplies_bf16, serving_precision
 from finsent.training.score import CPU_BF16_MIN_TEXTS, Scorer, predict_proba_encoded
 from finsent.training.train import fit, params_for_device
-from testkit.tiny_bert import NO_DROPOUT, tiny_bert
 
 REPO = Path(__file__).resolve().parents[3]
 
