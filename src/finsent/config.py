@@ -670,7 +670,7 @@ class ServiceParams:
     token_env: str = "FINSENT_API_TOKEN"  # when this variable is set, /v1/news needs "Authorization: Bearer <it>"
     torch_threads: int = 0  # intra-op threads for scoring; 0: torch's default (one per core)
     # auto: bf16 where the hardware multiplies it natively (CUDA; CPUs with AVX512-BF16 or AMX), fp32 elsewhere.
-    # MiniLM on 2 such CPU cores: 2-2.6x the texts/s of fp32 at passes of 16-256 texts
+    # MiniLM on 2 such CPU cores: 2.1-2.5x the texts/s of fp32 at passes of 16-256 texts
     # (bench/results/precision_cpu.json); fp32 is what training and batch scoring use on CPU.
     precision: str = "auto"
 

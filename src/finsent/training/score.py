@@ -27,9 +27,10 @@ from finsent.training.model import autocast_dtype, choose_device, load_classifie
 # On CPU, batches of at most this many padded tokens run fastest (MiniLM on 2 AVX-512 cores, idle
 # machine, median of 3: 280 texts/s at 4,096 against 237 at 1,024 and 238 at 16,384). GPUs want big batches.
 CPU_MAX_BATCH_TOKENS = 4096
-# On CPU, bf16 autocast pays from two texts a pass: a trained MiniLM on 2 cores with bf16 units, texts/s
-# fp32 -> bf16: 99 -> 86 at 1 text, 121 -> 135 at 2, 150 -> 217 at 4, 170 -> 337 at 16. A lone text
-# runs in fp32 (the live service's passes at low load).
+# On CPU, bf16 autocast pays from two texts a pass. A trained MiniLM on 2 cores with bf16 units, texts/s
+# fp32 -> bf16 (bench/results/precision_cpu.json): 157 -> 205 at 4, 179 -> 383 at 16; before this rule
+# the same bench gave 102 -> 90 at 1 text, and a one-off timing 121 -> 135 at 2. So a lone text (the
+# live service's passes at low load) runs in fp32.
 CPU_BF16_MIN_TEXTS = 2
 
 
