@@ -7,7 +7,7 @@ Sections, each written to the JSON as soon as it ends (a run cut short keeps wha
   minilm_trainer    HF Trainer: batch 32, dynamic padding (DataCollatorWithPadding), bf16 on CUDA
                     (fp32 on CPU, which has no bf16 units); macro-F1 on the validation set after it.
   minilm_finsent    ``finsent.training.train.fit`` with the settings finsent uses on the device (params.yaml,
-                    ``train.on_cuda`` on a GPU), evaluated after every epoch: samples/s and the time it
+                    ``train.on_cuda`` on a GPU; FGM off, as in the Trainer), evaluated after every epoch: samples/s and the time it
                     takes to reach the Trainer's macro-F1.
   sweep             optional further finsent settings (``--sweep 512:6e-4:8``), the same way.
   scoring           HF ``pipeline`` against ``finsent.training.score.Scorer`` on the same texts, tokenising
@@ -57,7 +57,7 @@ import transformers  # noqa: E402
 from transformers import AutoTokenizer  # noqa: E402
 from sklearn.metrics import f1_score  # noqa: E402
 
-from finsent.config import TrainParams, load_params  # noqa: E402
+from finsent.config import PLAIN_FINE_TUNE, TrainParams, load_params  # noqa: E402
 from finsent.data.frames import read_dataset, stratified_sample  # noqa: E402
 from finsent.training.features import Encoded, encode_texts  # noqa: E402
 from finsent.training.model import choose_device, load_classifier, resolve_base_model  # noqa: E402
@@ -270,8 +270,9 @@ class Bench:
         self.started = time.perf_counter()
         self.results: dict[str, Any] = {"meta": self.meta(), "sections": {}, "summary": {}}
         params = load_params(args.params)
+        # The Trainer runs the plain objective, so finsent's loop does too (FGM would double its work).
         self.base = dataclasses.replace(
-            params.train, device=str(self.device), progress=False, checkpoint_every_minutes=0.0
+            params.train, device=str(self.device), progress=False, checkpoint_every_minutes=0.0, **PLAIN_FINE_TUNE
         )
         self.score_batch_size = args.score_batch_size or params.evaluate.batch_size
         self.encoder = args.encoder or params.train.base_model

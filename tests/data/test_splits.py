@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from testkit.tiny_bert import TINY_RECIPE
 
 from finsent import augment
 from finsent.augment.overlap import EvalOverlapIndex
@@ -85,7 +86,7 @@ def test_test_labels_cannot_change_training_or_the_selected_weights(project, tin
 
         p = replace(
             load_params(root / "params.yaml"),
-            train={"base_model": str(tiny_model_dir), "epochs": 2.0, "progress": False, "learning_rate": 5e-3},
+            train={"base_model": str(tiny_model_dir), "epochs": 2.0, "progress": False, "learning_rate": 5e-3, **TINY_RECIPE},
         )
         versioning.ensure_data(root, p.data, log=lambda *_: None)
         prepared = prepare.run(p.data, root, root / "artifacts" / "data")
@@ -155,6 +156,7 @@ def test_copies_of_dev_and_test_rows_in_the_news_cannot_change_tapt_self_trainin
         "tapt_steps": 6,
         "tapt_batch_size": 8,
         "self_training_threshold": 0.5,
+        **TINY_RECIPE,
     }
     p = replace(load_params(project / "params.yaml"), train=train_settings)
     versioning.ensure_data(project, p.data, log=lambda *_: None)

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from sqlalchemy import func, select
 from testkit.in_process_flow import flow_in_this_process
+from testkit.tiny_bert import TINY_RECIPE
 
 from finsent.cli import main
 from finsent.config import MonitorParams
@@ -68,7 +69,7 @@ def test_score_index_and_drift(project, tiny_model_dir, tfns_valid, tmp_path, ca
         training_flow(
             root=str(project),
             overrides={
-                "train": {"base_model": str(tiny_model_dir), "epochs": 1.0, "progress": False, "learning_rate": 5e-3},
+                "train": {"base_model": str(tiny_model_dir), "epochs": 1.0, "progress": False, "learning_rate": 5e-3, **TINY_RECIPE},
                 "gate": {
                     "min_macro_f1": 0.0,
                     "max_ece": 1.0,

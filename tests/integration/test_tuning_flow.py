@@ -7,10 +7,11 @@ from pathlib import Path
 
 import optuna
 import pytest
+from testkit.tiny_bert import TINY_RECIPE
 
+from finsent.config import load_params, replace
 from finsent.paths import RunLayout
 from finsent.training import tune
-from finsent.config import load_params, replace
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_harness")]
 
@@ -30,7 +31,7 @@ SPACE = {"learning_rate": {"low": 1.0e-3, "high": 1.0e-2, "log": True}, "schedul
 
 def overrides(tiny_model_dir, n_trials: int, parallel: int = 2) -> dict:
     return {
-        "train": {"base_model": str(tiny_model_dir), "epochs": 2.0, "progress": False, "learning_rate": 5e-3, "eval_every_epochs": 1.0},
+        "train": {"base_model": str(tiny_model_dir), "epochs": 2.0, "progress": False, "learning_rate": 5e-3, "eval_every_epochs": 1.0, **TINY_RECIPE},
         "tune": {"n_trials": n_trials, "parallel_trials": parallel, "search_space": SPACE},
     }
 

@@ -10,7 +10,7 @@ import functools
 
 import numpy as np
 
-from testkit.tiny_bert import NO_DROPOUT, minilm_tokenizer, tiny_bert
+from testkit.tiny_bert import NO_DROPOUT, TINY_RECIPE, minilm_tokenizer, tiny_bert
 
 FILLER = (
     *("the", "company", "said", "today", "market", "report", "quarter", "shares", "its", "new"),
@@ -50,7 +50,8 @@ def keyword_scorer(max_length: int = 64):
     labels_of = id2label()
     model = tiny_bert(tokenizer, **NO_DROPOUT, id2label=labels_of, label2id={v: k for k, v in labels_of.items()})
     p = TrainParams(
-        epochs=3.0, batch_size=32, learning_rate=2e-3, warmup_fraction=0.0, progress=False, checkpoint_every_minutes=0.0, device="cpu"
+        epochs=3.0, batch_size=32, learning_rate=2e-3, warmup_fraction=0.0, progress=False, checkpoint_every_minutes=0.0, device="cpu",
+        **TINY_RECIPE,
     )
     fit(model, encode_texts(tokenizer, texts, max_length), labels, p, log=lambda _: None)
     return Scorer(tokenizer, model, max_length=max_length, device="cpu")

@@ -1,12 +1,14 @@
 """The recipe's pieces on their own: layer-wise learning rates, schedules, the loss, FGM, LoRA, model
 selection, and the settings' checks."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 from testkit.tiny_bert import NO_DROPOUT, tiny_bert
 
-from finsent.config import ConfigError, TrainParams
+from finsent.config import PLAIN_FINE_TUNE, ConfigError, TrainParams, load_params
 from finsent.training.model import ModelError
 from finsent.training.recipe import (
     DevSelection,
@@ -174,12 +176,14 @@ def test_bad_unlabelled_recipe_settings_name_their_key(bad, key):
         TrainParams(**bad)
 
 
-def test_the_unlabelled_switches_are_off_by_default_and_only_tapt_and_self_training_read_news():
+def test_fgm_alone_is_on_by_default_and_only_tapt_and_self_training_read_news():
     p = TrainParams()
-    assert (p.fgm_epsilon, p.lora_rank, p.tapt_steps, p.self_training_threshold) == (0.0, 0, 0, 0.0)
+    assert (p.fgm_epsilon, p.lora_rank, p.tapt_steps, p.self_training_threshold) == (1.0, 0, 0, 0.0)
+    assert load_params(Path(__file__).resolve().parents[3] / "params.yaml").train == p  # params.yaml's recipe is the dataclass's
+    assert TrainParams(**PLAIN_FINE_TUNE).fgm_epsilon == 0.0
     assert not p.reads_unlabelled_texts
     assert TrainParams(tapt_steps=10).reads_unlabelled_texts and TrainParams(self_training_threshold=0.9).reads_unlabelled_texts
-    assert not TrainParams(fgm_epsilon=1.0).reads_unlabelled_texts and not TrainParams(lora_rank=8).reads_unlabelled_texts
+    assert not TrainParams(fgm_epsilon=1.0).reads_unlabelled_texts and not TrainParams(lora_rank=8, fgm_epsilon=0.0).reads_unlabelled_texts
 
 
 def test_row_weights_scale_each_rows_cross_entropy():
@@ -239,14 +243,14 @@ def test_fgm_needs_a_gradient_on_the_embeddings(tokenizer):
 def test_lora_trains_adapters_and_the_head_only_and_merges_into_a_plain_classifier(tokenizer):
     model = tiny_bert(tokenizer, **NO_DROPOUT)
     batch = tokenizer(["shares fall after results", "profit up strongly"], return_tensors="pt", padding=True)
-    wrapped = attach_lora(model, TrainParams(lora_rank=4))
+    wrapped = attach_lora(model, TrainParams(lora_rank=4, fgm_epsilon=0.0))
     trainable = {n for n, t in model.named_parameters() if t.requires_grad}
     assert trainable and all("lora_" in n or "modules_to_save" in n for n in trainable)
     assert any(".query.lora_A" in n for n in trainable) and any(".value.lora_B" in n for n in trainable)
     assert not any(".key." in n or "embeddings" in n or "intermediate" in n for n in trainable)
     assert {n.split(".modules_to_save")[0] for n in trainable if "modules_to_save" in n} == {"classifier", "bert.pooler"}
     # The optimiser sees the trainable tensors only.
-    assert sum(len(g["params"]) for g in param_groups(model, TrainParams(lora_rank=4))) == len(trainable)
+    assert sum(len(g["params"]) for g in param_groups(model, TrainParams(lora_rank=4, fgm_epsilon=0.0))) == len(trainable)
     with torch.no_grad():  # as if trained: non-zero adapters, a changed head
         for tensor in model.parameters():
             if tensor.requires_grad:
@@ -262,4 +266,4 @@ def test_lora_trains_adapters_and_the_head_only_and_merges_into_a_plain_classifi
 
 def test_lora_names_a_missing_target_module(tokenizer):
     with pytest.raises(ModelError, match="train.lora_target_modules"):
-        attach_lora(tiny_bert(tokenizer), TrainParams(lora_rank=4, lora_target_modules=["q_proj"]))
+        attach_lora(tiny_bert(tokenizer), TrainParams(lora_rank=4, fgm_epsilon=0.0, lora_target_modules=["q_proj"]))

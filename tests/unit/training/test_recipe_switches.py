@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from testkit.tiny_bert import save_tiny_bert
+from testkit.tiny_bert import TINY_RECIPE, save_tiny_bert
 
 from finsent.config import TrainParams
 from finsent.data.validate import normalise_text
@@ -41,7 +41,9 @@ def toy_news(n: int, seed: int = 2) -> list[str]:
 
 
 def params(**kw) -> TrainParams:
+    """The plain fine-tune on the tiny model (FGM off unless a test turns it on)."""
     base = dict(epochs=3.0, batch_size=16, learning_rate=1e-2, warmup_fraction=0.0, progress=False, checkpoint_every_minutes=0.0)
+    base |= TINY_RECIPE
     return TrainParams(**{**base, **kw})
 
 
@@ -339,7 +341,7 @@ def test_self_training_without_news_is_one_pass(tiny_model_dir):
 @pytest.mark.parametrize(
     "switches",
     [
-        {"lora_rank": 4, "lora_alpha": 8, "lora_dropout": 0.0},
+        {"lora_rank": 4, "lora_alpha": 8, "lora_dropout": 0.0, "fgm_epsilon": 0.0},
         {"fgm_epsilon": 0.1, "tapt_steps": 4, "tapt_batch_size": 8, "self_training_threshold": 0.5},
     ],
     ids=["lora", "fgm+tapt+self_training"],

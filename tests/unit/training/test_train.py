@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from testkit.tiny_bert import save_tiny_bert
+from testkit.tiny_bert import TINY_RECIPE, save_tiny_bert
 
 from finsent.config import TrainParams
 from finsent.training.features import encode_texts
@@ -22,7 +22,7 @@ def toy_frame(n: int = 240, seed: int = 0) -> pd.DataFrame:
 
 def params(**kw) -> TrainParams:
     base = dict(epochs=3.0, batch_size=16, learning_rate=1e-2, warmup_fraction=0.0, progress=False, checkpoint_every_minutes=0.0)
-    return TrainParams(**{**base, **kw})
+    return TrainParams(**{**base, **TINY_RECIPE, **kw})
 
 
 @pytest.fixture
