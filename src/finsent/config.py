@@ -145,7 +145,8 @@ class TrainParams:
     # FGM adversarial training (Miyato et al. 2017): after each backward pass the word embeddings move
     # by fgm_epsilon along their gradient's direction and the loss there is added. 0: off. 1.0: dev
     # macro-F1 +0.016 on 3 of 3 seeds, test 0.822 -> 0.841, for twice the training time (MiniLM,
-    # full TFNS, CPU: bench/results/recipe_cpu_unlabelled.json); untested at train.on_cuda's batch 256.
+    # full TFNS, CPU: bench/results/recipe_cpu_unlabelled.json); 2.0 scored lower (dev -0.004, test
+    # 0.837: recipe_cpu_fgm_epsilon.json). Untested at train.on_cuda's batch 256.
     fgm_epsilon: float = 1.0
     # LoRA adapters (peft; Hu et al. 2021) of rank lora_rank on lora_target_modules; the modules of
     # lora_modules_to_save (the head: BERT's pooler feeds only the classifier) train whole. Merged into
