@@ -57,8 +57,8 @@ tune: install
 
 # The fast checks: lint and format, types, import layers (about half a minute).
 check: install
-	$(BIN)/ruff check src flows
-	$(BIN)/ruff format --check src flows
+	$(BIN)/ruff check src flows tests bench
+	$(BIN)/ruff format --check src flows tests bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 

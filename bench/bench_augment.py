@@ -80,11 +80,18 @@ def train(data: Path, model_path: str, seeds: list[int], out: Path, names: list[
     from finsent.training.train import fit, set_seed
 
     p = load_params(ROOT / "params.yaml").train
-    p = dataclasses.replace(p, base_model=model_path, progress=False, checkpoint_every_minutes=0.0, **({"epochs": epochs} if epochs else {}))
+    p = dataclasses.replace(
+        p, base_model=model_path, progress=False, checkpoint_every_minutes=0.0, **({"epochs": epochs} if epochs else {})
+    )
     eval_df = read_dataset(data / "eval.csv")
     y_eval = eval_df["label"].to_numpy()
-    results: dict = {"settings": {}, "seeds": seeds, "train_params": dataclasses.asdict(p), "host": platform.node(),
-                     "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"}
+    results: dict = {
+        "settings": {},
+        "seeds": seeds,
+        "train_params": dataclasses.asdict(p),
+        "host": platform.node(),
+        "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
+    }
     for name in names:
         df = read_dataset(data / f"{name}.csv")
         runs = []
@@ -96,15 +103,17 @@ def train(data: Path, model_path: str, seeds: list[int], out: Path, names: list[
             stats = fit(model, encoded, df["label"].to_numpy(), dataclasses.replace(p, seed=seed), log=lambda m: None)
             probs = predict_proba_encoded(model, encode_texts(tokenizer, eval_df["text"].tolist(), p.max_length), batch_size=512)
             pred = probs.argmax(1)
-            runs.append({
-                "seed": seed,
-                "macro_f1": float(f1_score(y_eval, pred, average="macro")),
-                "accuracy": float((pred == y_eval).mean()),
-                "recall": dict(zip(("bearish", "bullish", "neutral"), map(float, recall_score(y_eval, pred, average=None)))),
-                "train_rows": len(df),
-                "samples_per_second": stats["samples_per_second"],
-                "seconds": time.perf_counter() - started,
-            })
+            runs.append(
+                {
+                    "seed": seed,
+                    "macro_f1": float(f1_score(y_eval, pred, average="macro")),
+                    "accuracy": float((pred == y_eval).mean()),
+                    "recall": dict(zip(("bearish", "bullish", "neutral"), map(float, recall_score(y_eval, pred, average=None)))),
+                    "train_rows": len(df),
+                    "samples_per_second": stats["samples_per_second"],
+                    "seconds": time.perf_counter() - started,
+                }
+            )
             print(name, runs[-1], flush=True)
             del model
             if torch.cuda.is_available():
@@ -115,14 +124,19 @@ def train(data: Path, model_path: str, seeds: list[int], out: Path, names: list[
             "macro_f1_mean": float(f1.mean()),
             "macro_f1_std": float(f1.std(ddof=1)) if len(f1) > 1 else 0.0,
             "recall_mean": {c: float(np.mean([r["recall"][c] for r in runs])) for c in ("bearish", "bullish", "neutral")},
-            "recall_std": {c: float(np.std([r["recall"][c] for r in runs], ddof=1)) if len(runs) > 1 else 0.0 for c in ("bearish", "bullish", "neutral")},
+            "recall_std": {
+                c: float(np.std([r["recall"][c] for r in runs], ddof=1)) if len(runs) > 1 else 0.0
+                for c in ("bearish", "bullish", "neutral")
+            },
         }
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(results, indent=2))  # after each setting: partial results survive a timeout
     print(f"{'setting':10} {'macro-F1':>16} {'bearish rec':>12} {'bullish rec':>12} {'neutral rec':>12}")
     for name, r in results["settings"].items():
         rec = r["recall_mean"]
-        print(f"{name:10} {r['macro_f1_mean']:.4f} ± {r['macro_f1_std']:.4f} {rec['bearish']:12.4f} {rec['bullish']:12.4f} {rec['neutral']:12.4f}")
+        print(
+            f"{name:10} {r['macro_f1_mean']:.4f} ± {r['macro_f1_std']:.4f} {rec['bearish']:12.4f} {rec['bullish']:12.4f} {rec['neutral']:12.4f}"
+        )
 
 
 def main() -> None:

@@ -35,9 +35,9 @@ for _key, _value in {
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
-from finsent.monitoring import drift  # noqa: E402
 from finsent.config import load_params  # noqa: E402
 from finsent.data.frames import read_dataset  # noqa: E402
+from finsent.monitoring import drift  # noqa: E402
 from finsent.training.model import load_classifier  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -69,7 +69,12 @@ def main(argv: list[str] | None = None) -> int:
         for name in ("cold", "warm"):
             started = time.perf_counter()
             summary = drift.run(
-                params.drift, reference, current, Path(out_dir) / name, model=model.eval(), tokenizer=tokenizer,
+                params.drift,
+                reference,
+                current,
+                Path(out_dir) / name,
+                model=model.eval(),
+                tokenizer=tokenizer,
                 reference_cache=cache,
             )
             runs[name] = {"total_s": round(time.perf_counter() - started, 2), "stage_s": summary.seconds}

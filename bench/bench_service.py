@@ -202,6 +202,11 @@ def build_project(root: Path, seeds: tuple[int, int] = (1, 2)) -> dict:
     import torch
 
     sys.path.insert(0, str(REPO / "tests"))
+    from finsent.data.frames import read_dataset
+    from finsent.data.versioning import DataVersion
+    from finsent.registry import ops, register
+    from finsent.registry.versions import CHAMPION, alias_version
+    from finsent.training.model import load_classifier, resolve_base_model
     from testkit.registry_synthetic import (
         correct_mask,
         eval_path,
@@ -211,12 +216,6 @@ def build_project(root: Path, seeds: tuple[int, int] = (1, 2)) -> dict:
         train_path,
         write_model_dirs,
     )
-
-    from finsent.data.frames import read_dataset
-    from finsent.data.versioning import DataVersion
-    from finsent.registry import ops, register
-    from finsent.registry.versions import CHAMPION, alias_version
-    from finsent.training.model import load_classifier, resolve_base_model
 
     started = time.perf_counter()
     root.mkdir(parents=True)

@@ -35,8 +35,9 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 for _key, _value in {
     "HF_HUB_OFFLINE": "1",
@@ -54,8 +55,8 @@ for _key, _value in {
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import transformers  # noqa: E402
-from transformers import AutoTokenizer  # noqa: E402
 from sklearn.metrics import f1_score  # noqa: E402
+from transformers import AutoTokenizer  # noqa: E402
 
 from finsent.config import PLAIN_FINE_TUNE, TrainParams, load_params  # noqa: E402
 from finsent.data.frames import read_dataset, stratified_sample  # noqa: E402
@@ -145,7 +146,7 @@ class Timer:
     def __init__(self, device: torch.device) -> None:
         self.device = device
 
-    def __enter__(self) -> "Timer":
+    def __enter__(self) -> Timer:
         sync(self.device)
         self.start, self.cpu_start = time.perf_counter(), time.process_time()
         return self
@@ -175,10 +176,7 @@ def hf_trainer_run(
     """The reference: HF Trainer with dynamic padding; returns seconds and samples trained."""
     from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 
-    rows = [
-        {"input_ids": encoded.ids[o : o + n].tolist(), "labels": int(y)}
-        for o, n, y in zip(encoded.offsets, encoded.lengths, labels)
-    ]
+    rows = [{"input_ids": encoded.ids[o : o + n].tolist(), "labels": int(y)} for o, n, y in zip(encoded.offsets, encoded.lengths, labels)]
     with tempfile.TemporaryDirectory() as tmp:
         args = TrainingArguments(
             output_dir=tmp,
@@ -249,7 +247,13 @@ def finsent_run(
     seconds = time.perf_counter() - clock["start"] - clock["paused"]
     cpu_seconds = time.process_time() - clock["cpu_start"] - clock["cpu_paused"]
     samples = stats["samples_per_second"] * stats["seconds"]  # exact: fit counts them
-    return {"seconds": seconds, "cpu_seconds": cpu_seconds, "samples": float(round(samples)), "steps": stats["steps"], "evaluations": evaluations}
+    return {
+        "seconds": seconds,
+        "cpu_seconds": cpu_seconds,
+        "samples": float(round(samples)),
+        "steps": stats["steps"],
+        "evaluations": evaluations,
+    }
 
 
 def time_to_reach(evaluations: list[dict[str, float]], target: float | None) -> float | None:
@@ -323,12 +327,15 @@ class Bench:
         try:
             result = body()
             result.update(peak_memory(self.device))
-        except Exception as exc:  # one failed section must not lose the others
+        except Exception as exc:  # noqa: BLE001 -- one failed section must not lose the others
             traceback.print_exc()
             result = {"error": f"{type(exc).__name__}: {exc}"}
         self.results["sections"][name] = result
         self.save()
-        print(f"[{self.elapsed():6.1f}s] {name}: {json.dumps({k: v for k, v in result.items() if k != 'evaluations'}, default=str)[:400]}", flush=True)
+        print(
+            f"[{self.elapsed():6.1f}s] {name}: {json.dumps({k: v for k, v in result.items() if k != 'evaluations'}, default=str)[:400]}",
+            flush=True,
+        )
         return result
 
     # --- data ---
@@ -371,18 +378,33 @@ class Bench:
             **extra,
         }
 
+    def trainer_run(self, model: Any, **settings: Any) -> dict[str, Any]:
+        """The HF Trainer on this bench's training rows, at its batch size."""
+        return hf_trainer_run(
+            model,
+            self.tokenizer,
+            self.train,
+            self.train_labels,
+            self.base,
+            self.device,
+            batch_size=self.args.trainer_batch_size,
+            **settings,
+        )
+
     # --- sections ---
 
     def minilm_trainer(self) -> dict[str, Any]:
         model = self.fresh_minilm()
-        run = hf_trainer_run(
-            model, self.tokenizer, self.train, self.train_labels, self.base, self.device,
-            batch_size=self.args.trainer_batch_size, epochs=self.args.trainer_epochs, learning_rate=self.args.trainer_lr,
-        )
+        run = self.trainer_run(model, epochs=self.args.trainer_epochs, learning_rate=self.args.trainer_lr)
         f1 = macro_f1(model, self.valid, self.valid_labels, self.device)
         result = self.training_result(
-            model, run, macro_f1=f1, epochs=self.args.trainer_epochs, batch_size=self.args.trainer_batch_size,
-            learning_rate=self.args.trainer_lr or self.base.learning_rate, precision="bf16" if self.device.type == "cuda" else "fp32",
+            model,
+            run,
+            macro_f1=f1,
+            epochs=self.args.trainer_epochs,
+            batch_size=self.args.trainer_batch_size,
+            learning_rate=self.args.trainer_lr or self.base.learning_rate,
+            precision="bf16" if self.device.type == "cuda" else "fp32",
             time_to_target_seconds=run["seconds"],
         )
         release(model)
@@ -400,9 +422,17 @@ class Bench:
         run = finsent_run(model, self.train, self.train_labels, p, self.device, evaluate=evaluate)
         target = self.target_f1()
         result = self.training_result(
-            model, run, macro_f1=run["evaluations"][-1]["macro_f1"], epochs=p.epochs, batch_size=p.batch_size,
-            learning_rate=p.learning_rate, pad_to_multiple_of=p.pad_to_multiple_of, compile=p.compile,
-            precision=p.precision, target_macro_f1=target, time_to_target_seconds=time_to_reach(run["evaluations"], target),
+            model,
+            run,
+            macro_f1=run["evaluations"][-1]["macro_f1"],
+            epochs=p.epochs,
+            batch_size=p.batch_size,
+            learning_rate=p.learning_rate,
+            pad_to_multiple_of=p.pad_to_multiple_of,
+            compile=p.compile,
+            precision=p.precision,
+            target_macro_f1=target,
+            time_to_target_seconds=time_to_reach(run["evaluations"], target),
             evaluations=run["evaluations"],
         )
         if keep:
@@ -470,13 +500,22 @@ class Bench:
             return sorted(runs, key=lambda t: t.seconds)[len(runs) // 2]
 
         pipelines = {
-            f"batch_{bs}": rates(median(timings[bs]).seconds, median(timings[bs]).cpu_seconds, probs, batch_size=bs,
-                                 precision="fp32", all_seconds=[t.seconds for t in timings[bs]])
+            f"batch_{bs}": rates(
+                median(timings[bs]).seconds,
+                median(timings[bs]).cpu_seconds,
+                probs,
+                batch_size=bs,
+                precision="fp32",
+                all_seconds=[t.seconds for t in timings[bs]],
+            )
             for bs in pipes
         }
         finsent = rates(
-            median(timings["finsent"]).seconds, median(timings["finsent"]).cpu_seconds, finsent_probs,
-            batch_size=self.score_batch_size, precision="bf16 autocast" if self.device.type == "cuda" else "fp32",
+            median(timings["finsent"]).seconds,
+            median(timings["finsent"]).cpu_seconds,
+            finsent_probs,
+            batch_size=self.score_batch_size,
+            precision="bf16 autocast" if self.device.type == "cuda" else "fp32",
             all_seconds=[t.seconds for t in timings["finsent"]],
         )
         best = max(pipelines.values(), key=lambda r: r["texts_per_second"])
@@ -500,17 +539,18 @@ class Bench:
         a = self.args
         set_seed(self.base.seed)
         config = BertConfig(
-            vocab_size=self.tokenizer.vocab_size, hidden_size=a.bert_hidden, num_hidden_layers=a.bert_layers,
-            num_attention_heads=max(1, a.bert_hidden // 64), intermediate_size=4 * a.bert_hidden, num_labels=3,
+            vocab_size=self.tokenizer.vocab_size,
+            hidden_size=a.bert_hidden,
+            num_hidden_layers=a.bert_layers,
+            num_attention_heads=max(1, a.bert_hidden // 64),
+            intermediate_size=4 * a.bert_hidden,
+            num_labels=3,
         )
         return BertForSequenceClassification(config)
 
     def bertbase_trainer(self) -> dict[str, Any]:
         model = self.bertbase_model()
-        run = hf_trainer_run(
-            model, self.tokenizer, self.train, self.train_labels, self.base, self.device,
-            batch_size=self.args.trainer_batch_size, epochs=1e6, max_steps=self.args.bert_steps,
-        )
+        run = self.trainer_run(model, epochs=1e6, max_steps=self.args.bert_steps)
         result = self.training_result(model, run, batch_size=self.args.trainer_batch_size)
         release(model)
         return result
@@ -616,8 +656,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     # Scoring.
     parser.add_argument("--score-texts", type=int, default=20000, help="validation texts repeated to this many")
     parser.add_argument("--score-batch-size", type=int, default=None, help="default: evaluate.batch_size")
-    parser.add_argument("--pipeline-batch-sizes", type=lambda v: [int(x) for x in v.split(",")], default=[1, 32],
-                        help="comma-separated; 1 is the pipeline's default")
+    parser.add_argument(
+        "--pipeline-batch-sizes",
+        type=lambda v: [int(x) for x in v.split(",")],
+        default=[1, 32],
+        help="comma-separated; 1 is the pipeline's default",
+    )
     parser.add_argument("--score-repeats", type=int, default=2, help="rounds of every scorer; the median counts")
     # bert-base size.
     parser.add_argument("--bert-steps", type=int, default=100)

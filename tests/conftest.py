@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+
+from finsent.env import apply_quiet_offline
 from testkit import shared_prefect, xdist_groups
 from testkit.projects import clone_project
 from testkit.tiny_bert import minilm_tokenizer, save_tiny_bert, tiny_bert
-
-from finsent.env import apply_quiet_offline
 
 apply_quiet_offline()  # before any library reads its settings
 # Prefect's log handlers write to the sys.stderr of the moment Prefect sets up logging (at import, and

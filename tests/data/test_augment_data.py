@@ -10,9 +10,9 @@ import pytest
 from scipy import sparse
 
 from finsent.augment import ORIGINAL, augment_frame, overlap_key
-from finsent.vocabulary import LABELS
 from finsent.config import AugmentParams
 from finsent.data.frames import read_dataset
+from finsent.vocabulary import LABELS
 
 DATA = Path(__file__).resolve().parents[2] / "datasets" / "tfns"
 
@@ -55,9 +55,7 @@ def test_augmented_train_has_no_exact_or_near_duplicate_of_an_eval_row(splits, a
     _, valid = splits
     out = augmented.frame
     assert not set(out["text"].map(overlap_key)) & set(valid["text"].map(overlap_key))
-    assert (
-        max_jaccard_to(out["text"].tolist(), valid["text"].tolist()) < AugmentParams().near_duplicate_threshold
-    ).all()
+    assert (max_jaccard_to(out["text"].tolist(), valid["text"].tolist()) < AugmentParams().near_duplicate_threshold).all()
     assert augmented.eval_duplicates_removed > 0  # the check had something to remove
 
 

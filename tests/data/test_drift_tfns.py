@@ -22,23 +22,49 @@ import pandas as pd
 import pytest
 from transformers import AutoTokenizer
 
-from finsent.monitoring import drift
 from finsent.config import DriftParams
 from finsent.data.frames import read_dataset
+from finsent.monitoring import drift
 from finsent.training.model import load_classifier, packaged_encoder_path
 
 TFNS = Path(__file__).resolve().parents[2] / "datasets" / "tfns"
 P = DriftParams()
 MODEL_FREE = replace(P, signals=["text_descriptors", "text_content", "prediction"])
 
-SUBJECTS = ["The striker", "Our head chef", "The goalkeeper", "Grandma", "The marathon runner", "The home team",
-            "A young pastry cook", "The tennis champion", "The referee", "My neighbour"]
-ACTIONS = ["scored a late winner in the derby", "folded the egg whites into the batter", "saved a penalty",
-           "simmered the tomato sauce for an hour", "crossed the finish line in the rain",
-           "won the cup after extra time", "whisked butter and sugar until pale", "served an ace on match point",
-           "showed a red card before half time", "baked sourdough bread with rye flour"]
-ENDINGS = ["on Sunday", "last night", "before the crowd went home", "with fresh basil", "to loud applause",
-           "at the village fair", "for the third time this season", "while the oven warmed up"]
+SUBJECTS = [
+    "The striker",
+    "Our head chef",
+    "The goalkeeper",
+    "Grandma",
+    "The marathon runner",
+    "The home team",
+    "A young pastry cook",
+    "The tennis champion",
+    "The referee",
+    "My neighbour",
+]
+ACTIONS = [
+    "scored a late winner in the derby",
+    "folded the egg whites into the batter",
+    "saved a penalty",
+    "simmered the tomato sauce for an hour",
+    "crossed the finish line in the rain",
+    "won the cup after extra time",
+    "whisked butter and sugar until pale",
+    "served an ace on match point",
+    "showed a red card before half time",
+    "baked sourdough bread with rye flour",
+]
+ENDINGS = [
+    "on Sunday",
+    "last night",
+    "before the crowd went home",
+    "with fresh basil",
+    "to loud applause",
+    "at the village fair",
+    "for the third time this season",
+    "while the oven warmed up",
+]
 
 
 @pytest.fixture(scope="module")
@@ -142,8 +168,11 @@ EMBEDDED = replace(P, signals=["text_descriptors", "text_content", "embeddings",
 def embedded_report(encoder, reference, reference_embeddings, batch):
     tokenizer, model = encoder
     return drift.drift_report(
-        reference, batch, EMBEDDED,
-        tokenizer=tokenizer, reference_embeddings=reference_embeddings,
+        reference,
+        batch,
+        EMBEDDED,
+        tokenizer=tokenizer,
+        reference_embeddings=reference_embeddings,
         current_embeddings=drift.embed(model, tokenizer, batch["text"].tolist()),
     ).verdict
 

@@ -12,7 +12,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from testkit.tiny_bert import TINY_RECIPE
 
 from finsent import augment
 from finsent.augment.overlap import EvalOverlapIndex
@@ -22,6 +21,7 @@ from finsent.data.frames import read_dataset
 from finsent.data.split import dev_split
 from finsent.data.validate import normalise_text
 from finsent.training import train
+from testkit.tiny_bert import TINY_RECIPE
 
 REPO = Path(__file__).resolve().parents[2]
 

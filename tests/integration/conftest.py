@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from testkit import local_services, shared_prefect
 from testkit import registry_synthetic as rs
 

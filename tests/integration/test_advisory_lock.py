@@ -47,18 +47,22 @@ def test_the_advisory_lock_admits_one_promoter_at_a_time(lock_db, tmp_path):
 
 def test_the_advisory_lock_times_out_with_a_clear_error_and_is_per_model(lock_db, tmp_path):
     with promotion_lock("", tmp_path, lock_url=lock_db, name="m"):
-        with pytest.raises(RegistryError, match=r"held the promotion lock 'finsent-promotion:m'"):
-            with promotion_lock("", tmp_path, lock_url=lock_db, name="m", timeout_s=0.5):
-                pass
+        with (
+            pytest.raises(RegistryError, match=r"held the promotion lock 'finsent-promotion:m'"),
+            promotion_lock("", tmp_path, lock_url=lock_db, name="m", timeout_s=0.5),
+        ):
+            pass
         with promotion_lock("", tmp_path, lock_url=lock_db, name="other-model", timeout_s=0.5):
             pass  # another model's decisions are not held up
 
 
 def test_a_postgresql_tracking_store_locks_in_its_own_database(lock_db, tmp_path):
-    with promotion_lock(lock_db, tmp_path, name="m"):
-        with pytest.raises(RegistryError, match="held the promotion lock"):
-            with promotion_lock("", tmp_path, lock_url=lock_db, name="m", timeout_s=0.5):
-                pass
+    with (
+        promotion_lock(lock_db, tmp_path, name="m"),
+        pytest.raises(RegistryError, match="held the promotion lock"),
+        promotion_lock("", tmp_path, lock_url=lock_db, name="m", timeout_s=0.5),
+    ):
+        pass
 
 
 HOLDER = """
@@ -74,9 +78,11 @@ def test_a_crashed_promoter_releases_the_advisory_lock(lock_db, tmp_path):
     holder = subprocess.Popen([sys.executable, "-c", HOLDER, lock_db], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
-        with pytest.raises(RegistryError, match="held the promotion lock"):
-            with promotion_lock("", tmp_path, lock_url=lock_db, name="m", timeout_s=0.5):
-                pass
+        with (
+            pytest.raises(RegistryError, match="held the promotion lock"),
+            promotion_lock("", tmp_path, lock_url=lock_db, name="m", timeout_s=0.5),
+        ):
+            pass
         holder.kill()  # no cleanup runs: the server ends the session, and its lock with it
         holder.wait(timeout=30)
 

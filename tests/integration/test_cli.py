@@ -20,7 +20,9 @@ def test_data_add_validates_then_versions(project, tmp_path, capsys):
     ensure_data(project, DataParams())
     before = recorded_md5(project)
     good = tmp_path / "good.csv"
-    pd.DataFrame({"text": ["Acme shares soar after record profit", "Acme warns on margins"], "label": ["bullish", "bearish"]}).to_csv(good, index=False)
+    pd.DataFrame({"text": ["Acme shares soar after record profit", "Acme warns on margins"], "label": ["bullish", "bearish"]}).to_csv(
+        good, index=False
+    )
     assert run_cli(project, "data", "add", str(good)) == 0
     assert recorded_md5(project) != before
     assert (project / "data" / "batches" / "good.csv").is_file()

@@ -6,10 +6,10 @@ import os
 from pathlib import Path
 
 import pytest
-from testkit import forked
 
 from finsent.config import Params
 from finsent.data.versioning import ensure_data, recorded_md5
+from testkit import forked
 
 pytestmark = pytest.mark.integration
 

@@ -10,12 +10,12 @@ import mlflow
 import pandas as pd
 import pytest
 from sqlalchemy import func, select
-from testkit.in_process_flow import flow_in_this_process
-from testkit.tiny_bert import TINY_RECIPE
 
 from finsent.cli import main
 from finsent.config import MonitorParams
 from finsent.monitoring.store import open_store, predictions
+from testkit.in_process_flow import flow_in_this_process
+from testkit.tiny_bert import TINY_RECIPE
 
 pytestmark = pytest.mark.integration
 

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from finsent.data import versioning
 from finsent.cli import main
+from finsent.data import versioning
 from testkit import registry_synthetic as rs
 
 pytestmark = pytest.mark.integration

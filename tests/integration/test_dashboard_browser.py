@@ -14,12 +14,12 @@ import threading
 from pathlib import Path
 
 import pytest
-from testkit import dashboard_store
-from testkit.browser import headless_page
 
 from finsent.dashboard.app import create_app
 from finsent.dashboard.server import make_server
 from finsent.monitoring.store import make_engine
+from testkit import dashboard_store
+from testkit.browser import headless_page
 
 pytestmark = pytest.mark.integration
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from testkit import dashboard_store, local_services
 from unit.dashboard.test_queries import (  # noqa: F401 - collected in this module, so they get its store
     test_alerts_of_the_tickers_and_range,
     test_headlines_behind_a_move_most_influential_first,
@@ -20,6 +19,7 @@ from unit.dashboard.test_queries import (  # noqa: F401 - collected in this modu
 )
 
 from finsent.monitoring.store import make_engine
+from testkit import dashboard_store, local_services
 
 pytestmark = pytest.mark.integration
 

@@ -106,7 +106,9 @@ def test_the_same_rows_under_another_name_are_refused_naming_the_batch(data_proj
 
 def test_a_failed_add_restores_the_previous_version_not_git_head(data_project, tmp_path, capsys):
     # An uncommitted data.dvc is the normal state after `finsent train`; here, after an add without commit.
-    assert run_cli(data_project, "data", "add", "--no-git-commit", str(labelled(tmp_path, "a", GOOD, ["bullish", "bearish", "neutral"]))) == 0
+    assert (
+        run_cli(data_project, "data", "add", "--no-git-commit", str(labelled(tmp_path, "a", GOOD, ["bullish", "bearish", "neutral"]))) == 0
+    )
     before, dvc_file = tree_digest(data_project / "data"), (data_project / "data.dvc").read_bytes()
     other = labelled(tmp_path, "b", ["Acme cuts its dividend", "Acme raises guidance"], ["bearish", "bullish"])
     assert run_cli(data_project, "--set", "data.dvc_remote=nosuchremote", "data", "add", str(other)) == 2

@@ -6,16 +6,15 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 
 from finsent.config import TrainParams
 from finsent.data.frames import stratified_sample
 from testkit.tiny_bert import NO_DROPOUT, save_tiny_bert
+from testkit.torchrun import two_process_training
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 
@@ -34,8 +33,16 @@ def ddp_setup(tmp_path_factory, tokenizer, tfns_train, tfns_valid):
     stratified_sample(tfns_train, ROWS, 0)[["text", "label"]].to_csv(root / "train.csv", index=False)
     stratified_sample(tfns_valid, 90, 0)[["text", "label"]].to_csv(root / "dev.csv", index=False)
     settings = dict(
-        base_model=str(base), batch_size=BATCH, epochs=2.0, learning_rate=1e-3, warmup_fraction=0.0,
-        grad_clip=1.0, device="cpu", progress=False, checkpoint_every_minutes=0.0, max_length=64,
+        base_model=str(base),
+        batch_size=BATCH,
+        epochs=2.0,
+        learning_rate=1e-3,
+        warmup_fraction=0.0,
+        grad_clip=1.0,
+        device="cpu",
+        progress=False,
+        checkpoint_every_minutes=0.0,
+        max_length=64,
     )
     (root / "params.yaml").write_text(yaml.safe_dump({"train": settings}))
     return root, TrainParams(**settings)
@@ -48,12 +55,13 @@ def test_two_gloo_processes_match_one_process(ddp_setup):
     root, p = ddp_setup
     single = run(p, root / "train.csv", root / "single", log=lambda _: None, dev_path=root / "dev.csv")
 
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]), "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"}
-    cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-        "-m", "finsent.training.distributed", "--params", str(root / "params.yaml"),
-        "--train", str(root / "train.csv"), "--dev", str(root / "dev.csv"), "--out", str(root / "ddp"),
-    ]
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]),
+        "OMP_NUM_THREADS": "1",
+        "OMP_WAIT_POLICY": "PASSIVE",
+    }
+    cmd = two_process_training(root)
     done = subprocess.run(cmd, env=env, cwd=root, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
 

@@ -17,13 +17,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-from testkit.browser import find_chromium, headless_page
-from testkit.evidently_windows import verdict, write_window
-from testkit.local_services import free_port, wait_for
 
 from finsent.cli import main
 from finsent.config import load_params, replace
 from finsent.monitoring.workspace import HEALTH, TAB, backfill, record_window
+from testkit.browser import find_chromium, headless_page
+from testkit.evidently_windows import verdict, write_window
+from testkit.local_services import free_port, wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import signal
 
 import pytest
+
 from testkit import forked
 
 pytestmark = pytest.mark.integration

@@ -11,7 +11,6 @@ import mlflow
 import pandas as pd
 import pytest
 from sqlalchemy import func, select
-from testkit.tiny_settings import training_overrides
 
 from finsent.config import MonitorParams
 from finsent.monitoring import history
@@ -20,6 +19,7 @@ from finsent.paths import RunLayout
 from finsent.registry.register import DEV_ARTIFACT
 from finsent.registry.versions import CHAMPION
 from finsent.tracking import RegistryError
+from testkit.tiny_settings import training_overrides
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_harness")]
 

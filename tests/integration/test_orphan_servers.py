@@ -48,7 +48,8 @@ def servers_of(owner_pid: int) -> list[int]:
     return [
         int(p.name)
         for p in Path("/proc").iterdir()
-        if p.name.isdigit() and environ_of(int(p.name)).get(OWNER, "").startswith(f"{owner_pid}:")
+        if p.name.isdigit()
+        and environ_of(int(p.name)).get(OWNER, "").startswith(f"{owner_pid}:")
         and environ_of(int(p.name)).get(EPHEMERAL) == "1"
     ]
 
@@ -70,7 +71,10 @@ def test_kill_9_of_train_leaves_a_server_that_the_next_command_stops(project):
         assert set(servers) <= set(orphaned_servers())  # still running, owner gone
         assert set(servers) <= set(reap_orphaned_servers())
         deadline = time.monotonic() + 15
-        while any((Path("/proc") / str(pid)).exists() and "Z" not in (Path("/proc") / str(pid) / "stat").read_text().split(")")[1][:3] for pid in servers):
+        while any(
+            (Path("/proc") / str(pid)).exists() and "Z" not in (Path("/proc") / str(pid) / "stat").read_text().split(")")[1][:3]
+            for pid in servers
+        ):
             assert time.monotonic() < deadline, f"servers {servers} still running"
             time.sleep(0.2)
     finally:

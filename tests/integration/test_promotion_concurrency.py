@@ -8,21 +8,29 @@ import os
 from pathlib import Path
 
 import pytest
-from testkit import forked
-from testkit import registry_synthetic as rs
 
 from finsent.data import versioning
 from finsent.registry import ops as registry_ops
 from finsent.registry.versions import CHALLENGER, CHAMPION
+from testkit import forked
+from testkit import registry_synthetic as rs
 
 pytestmark = pytest.mark.integration
 
 
-def start_registration(root: Path, model_dir: Path, share: float, tag: str, start_file: Path, parties: int = 2) -> tuple[forked.Forked, Path]:
+def start_registration(
+    root: Path, model_dir: Path, share: float, tag: str, start_file: Path, parties: int = 2
+) -> tuple[forked.Forked, Path]:
     result = root / "artifacts" / f"result-{tag}.json"
     spec = {
-        "root": str(root), "model_dir": str(model_dir), "share": share, "tag": tag, "start_file": str(start_file),
-        "result": str(result), "barrier_dir": str(root / "artifacts" / "at-lock"), "parties": parties,
+        "root": str(root),
+        "model_dir": str(model_dir),
+        "share": share,
+        "tag": tag,
+        "start_file": str(start_file),
+        "result": str(result),
+        "barrier_dir": str(root / "artifacts" / "at-lock"),
+        "parties": parties,
     }
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     log = root / "artifacts" / f"registration-{tag}.log"
@@ -41,6 +49,7 @@ def test_two_registrations_at_once_leave_one_champion_the_better_one(project, ti
         import uuid
 
         import yaml
+
         from testkit import local_services
 
         lock_url = local_services.create_database(request.getfixturevalue("postgres"), f"lock_{uuid.uuid4().hex[:12]}")
@@ -90,7 +99,7 @@ def test_two_registrations_at_once_leave_one_champion_the_better_one(project, ti
     assert events[-1]["champion_after"] == best
     # The file lock next to the SQLite store was used exactly when no lock database was set.
     assert any(project.rglob("*.promotion.lock")) == (lock == "file")
-    for share, summary in summaries.items():
+    for summary in summaries.values():
         event = next(e for e in events if e["version"] == summary["version"])
         assert event["promoted"] == str(summary["promoted"]).lower()
         assert event["champion_before"] == (summary["previous_champion_version"] or "")

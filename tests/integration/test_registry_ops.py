@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from finsent.registry import register, ops as registry_ops
-
 from finsent.data import versioning
 from finsent.data.frames import read_dataset
+from finsent.registry import ops as registry_ops
+from finsent.registry import register
 from finsent.registry.versions import CHALLENGER, CHAMPION
 from finsent.tracking import RegistryError
 from testkit import registry_synthetic as rs

@@ -34,9 +34,9 @@ def query(url: str, sql: str) -> list:
 
 
 def test_flows_on_an_mlflow_server_with_postgres_and_s3(project, tiny_model_dir, postgres, s3, tmp_path, monkeypatch):
+    from finsent.cli import main
     from flows.training import training_flow
     from flows.tuning import tuning_flow
-    from finsent.cli import main
 
     for bucket in ("finsent-mlflow", "finsent-dvc"):
         services.s3_client(s3).create_bucket(Bucket=bucket)
@@ -63,7 +63,12 @@ def test_flows_on_an_mlflow_server_with_postgres_and_s3(project, tiny_model_dir,
 
         # The hyper-parameter study in PostgreSQL, its trials as nested runs on the server.
         study = services.create_database(postgres, "optuna")
-        search = {"storage": study, "n_trials": 2, "parallel_trials": 2, "search_space": {"learning_rate": {"low": 1e-3, "high": 1e-2, "log": True}}}
+        search = {
+            "storage": study,
+            "n_trials": 2,
+            "parallel_trials": 2,
+            "search_space": {"learning_rate": {"low": 1e-3, "high": 1e-2, "log": True}},
+        }
         tuned = tuning_flow(root=str(project), overrides={**training_overrides(tiny_model_dir), "tune": search})
         assert sum(tuned.trials.values()) == 2
         assert query(study, "SELECT count(*) FROM trials") == [(2,)]

@@ -62,20 +62,19 @@ def served(tmp_path_factory):
     elsewhere = {**env, "PREFECT_API_URL": api_url(HOST, free_port())}
     elsewhere.pop("PREFECT_UI_API_URL", None)
     finsent = Path(sys.executable).with_name("finsent")
-    log = open(root / "serve.log", "wb")
-    process = subprocess.Popen(
-        [str(finsent), "--root", str(root), "serve", "--host", HOST, "--port", str(port)],
-        env=elsewhere,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        wait_until_healthy(url, process, timeout_s=180)
-        yield {"url": url, "root": root, "env": env, "process": process, "port": port}
-    finally:
-        stop_process_group(process, timeout_s=60)
-        log.close()
+    with open(root / "serve.log", "wb") as log:  # closed once the server has stopped
+        process = subprocess.Popen(
+            [str(finsent), "--root", str(root), "serve", "--host", HOST, "--port", str(port)],
+            env=elsewhere,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            wait_until_healthy(url, process, timeout_s=180)
+            yield {"url": url, "root": root, "env": env, "process": process, "port": port}
+        finally:
+            stop_process_group(process, timeout_s=60)
 
 
 def client_for(url: str):
@@ -150,29 +149,28 @@ def test_an_interval_schedule_fires_a_run_that_completes(served, tmp_path):
 
     script = tmp_path / "tick.py"
     script.write_text(TICK_SCRIPT)
-    log = open(tmp_path / "tick.log", "wb")
-    runner = subprocess.Popen(
-        [sys.executable, str(script), served["url"]],
-        cwd=tmp_path,
-        # One run at a time: on a loaded machine the first run takes longer than the 5 s interval, and
-        # the runner started a new Python process every 5 s until one completed (146 CPU-s in `make test`).
-        env={**served["env"], "PREFECT_RUNNER_PROCESS_LIMIT": "1"},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        with client_for(served["url"]) as client:
+    with open(tmp_path / "tick.log", "wb") as log:
+        runner = subprocess.Popen(
+            [sys.executable, str(script), served["url"]],
+            cwd=tmp_path,
+            # One run at a time: on a loaded machine the first run takes longer than the 5 s interval, and
+            # the runner started a new Python process every 5 s until one completed (146 CPU-s in `make test`).
+            env={**served["env"], "PREFECT_RUNNER_PROCESS_LIMIT": "1"},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            with client_for(served["url"]) as client:
 
-            def completed():
-                runs = client.read_flow_runs(deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=["every-5s"])))
-                return [r for r in runs if r.state is not None and r.state.is_completed()]
+                def completed():
+                    runs = client.read_flow_runs(deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=["every-5s"])))
+                    return [r for r in runs if r.state is not None and r.state.is_completed()]
 
-            done = wait_for(completed, 150, "a scheduled tick run to complete")
-            assert done[0].auto_scheduled  # created by the server's scheduler, not by hand
-    finally:
-        stop_process_group(runner, timeout_s=30)
-        log.close()
+                done = wait_for(completed, 150, "a scheduled tick run to complete")
+                assert done[0].auto_scheduled  # created by the server's scheduler, not by hand
+        finally:
+            stop_process_group(runner, timeout_s=30)
 
 
 def test_stopping_finsent_serve_stops_its_server(served):

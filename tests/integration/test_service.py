@@ -13,15 +13,15 @@ from pathlib import Path
 import httpx
 import pandas as pd
 import pytest
-from testkit import registry_synthetic as rs
-from testkit.live_api import READY_TIMEOUT_S, Api
-from testkit.local_services import wait_for
-from testkit.webhook_receiver import Receiver
 
 from finsent import utc
 from finsent.config import MonitorParams
 from finsent.data import versioning
 from finsent.monitoring import store
+from testkit import registry_synthetic as rs
+from testkit.live_api import READY_TIMEOUT_S, Api
+from testkit.local_services import wait_for
+from testkit.webhook_receiver import Receiver
 
 pytestmark = pytest.mark.integration
 

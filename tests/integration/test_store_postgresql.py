@@ -7,9 +7,6 @@ from __future__ import annotations
 import uuid
 
 import pytest
-
-from finsent.monitoring.store import make_engine
-from testkit import local_services
 from unit.monitoring.test_store import (  # noqa: F401 - collected in this module, so they get its engine
     test_a_store_made_before_windows_were_recorded_counts_its_batches_as_monitored,
     test_a_window_retaken_after_a_failed_run_replaces_its_drift_record_under_the_same_id,
@@ -24,6 +21,9 @@ from unit.monitoring.test_store import (  # noqa: F401 - collected in this modul
     test_stored_batches_wait_for_a_window_oldest_first_until_one_completes,
     tiny_scorer,
 )
+
+from finsent.monitoring.store import make_engine
+from testkit import local_services
 
 pytestmark = pytest.mark.integration
 

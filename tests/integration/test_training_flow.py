@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from finsent.registry.versions import CHALLENGER, CHAMPION
 from finsent.data.validate import ValidationError
 from finsent.data.versioning import recorded_md5
+from finsent.registry.versions import CHALLENGER, CHAMPION
 from testkit.tiny_settings import training_overrides as overrides
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_harness")]

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import optuna
 import pytest
-from testkit.tiny_bert import TINY_RECIPE
 
 from finsent.config import load_params, replace
 from finsent.paths import RunLayout
 from finsent.training import tune
+from testkit.tiny_bert import TINY_RECIPE
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_harness")]
 
@@ -26,12 +26,20 @@ def keep_torch_threads():
     yield
     torch.set_num_threads(threads)
 
+
 SPACE = {"learning_rate": {"low": 1.0e-3, "high": 1.0e-2, "log": True}, "schedule": {"choices": ["linear", "cosine"]}}
 
 
 def overrides(tiny_model_dir, n_trials: int, parallel: int = 2) -> dict:
     return {
-        "train": {"base_model": str(tiny_model_dir), "epochs": 2.0, "progress": False, "learning_rate": 5e-3, "eval_every_epochs": 1.0, **TINY_RECIPE},
+        "train": {
+            "base_model": str(tiny_model_dir),
+            "epochs": 2.0,
+            "progress": False,
+            "learning_rate": 5e-3,
+            "eval_every_epochs": 1.0,
+            **TINY_RECIPE,
+        },
         "tune": {"n_trials": n_trials, "parallel_trials": parallel, "search_space": SPACE},
     }
 
@@ -112,7 +120,5 @@ def test_search_runs_trials_as_nested_runs_writes_the_best_back_and_resumes(proj
 
 def test_a_second_search_of_the_same_study_is_refused_while_one_runs(project):
     p = replace(load_params(project / "params.yaml"))
-    with tune.search_lock(project, p):
-        with pytest.raises(tune.TuneError, match="another search"):
-            with tune.search_lock(project, p):
-                pass
+    with tune.search_lock(project, p), pytest.raises(tune.TuneError, match="another search"), tune.search_lock(project, p):
+        pass

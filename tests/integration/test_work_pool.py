@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy
-from testkit import shared_prefect
-from testkit.local_services import prefect_env, wait_for
 
 from finsent.cli import main
 from flows.serve import stop_process_group
+from testkit import shared_prefect
+from testkit.local_services import prefect_env, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 POOL = "finsent-test-pool"
@@ -83,21 +83,24 @@ def test_a_worker_runs_a_deployment_from_the_work_pool(server, tmp_path, monkeyp
         time.sleep(2)
         assert client.read_flow_run(run.id).state.is_scheduled()
 
-        worker_log = open(tmp_path / "worker.log", "wb")
-        worker = subprocess.Popen(
-            [str(Path(sys.executable).with_name("prefect")), "worker", "start", "--pool", POOL, "--type", "process"],
-            cwd=tmp_path, env={**server["env"], "PREFECT_WORKER_QUERY_SECONDS": "1"},
-            stdout=worker_log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-        try:
-            def finished():
-                state = client.read_flow_run(run.id).state
-                return state if state is not None and state.is_final() else None
+        with open(tmp_path / "worker.log", "wb") as worker_log:
+            worker = subprocess.Popen(
+                [str(Path(sys.executable).with_name("prefect")), "worker", "start", "--pool", POOL, "--type", "process"],
+                cwd=tmp_path,
+                env={**server["env"], "PREFECT_WORKER_QUERY_SECONDS": "1"},
+                stdout=worker_log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+            try:
 
-            state = wait_for(finished, 240, "the worker to finish the monitoring run")
-        finally:
-            stop_process_group(worker, timeout_s=30)
-            worker_log.close()
+                def finished():
+                    state = client.read_flow_run(run.id).state
+                    return state if state is not None and state.is_final() else None
+
+                state = wait_for(finished, 240, "the worker to finish the monitoring run")
+            finally:
+                stop_process_group(worker, timeout_s=30)
         log_text = (tmp_path / "worker.log").read_text(errors="replace")
         assert state.is_completed(), f"{state.type}: {state.message}\n{log_text[-3000:]}"
 

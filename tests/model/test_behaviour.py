@@ -8,26 +8,108 @@ import re
 import numpy as np
 import pytest
 
-from finsent.evaluation.behaviour import TEST_TYPES, BehaviourError, load_suite, parse_suite, run_suite
-from finsent.vocabulary import LABELS
 from finsent.config import GateParams
+from finsent.evaluation.behaviour import TEST_TYPES, BehaviourError, load_suite, parse_suite, run_suite
 from finsent.evaluation.gate import check_behaviour
+from finsent.vocabulary import LABELS
 
 BEARISH, BULLISH, NEUTRAL = (LABELS.index(name) for name in ("bearish", "bullish", "neutral"))
 
 # A keyword "oracle": what a model that reads finance headlines sensibly would at least get right.
-BULL_WORDS = (
-    "jump, rall, soar, surge, beat, raise, lift, boost, upgrade, outperform, record high, record revenue, "
-    "record profit, record annual, record quarterly, climb, gain, rise, rebound, tops, exceed, above, better, "
-    "strong, accelerat, grew, expand, narrow, hire, buy rating, to buy, wins, approve, reinstate, positive, best, "
-    "doubl, buyback, repurchase, returns to profit, to a quarterly profit, all-time high"
-).split(", ")
-BEAR_WORDS = (
-    "tumble, plunge, sink, slump, fall, fell, drop, slide, crash, crater, cut, slash, lower, miss, downgrade, "
-    "underperform, sell rating, to sell, loss, widen, record low, lay off, layoffs, bankrupt, suspend, halt, "
-    "withdraw, warn, weak, slow, shrank, shrink, trail, falls short, below, worse, reject, block, loses, negative, "
-    "junk, fear, deteriorat, stall, worries, lowest, ground, sell off"
-).split(", ")
+BULL_WORDS = [
+    "jump",
+    "rall",
+    "soar",
+    "surge",
+    "beat",
+    "raise",
+    "lift",
+    "boost",
+    "upgrade",
+    "outperform",
+    "record high",
+    "record revenue",
+    "record profit",
+    "record annual",
+    "record quarterly",
+    "climb",
+    "gain",
+    "rise",
+    "rebound",
+    "tops",
+    "exceed",
+    "above",
+    "better",
+    "strong",
+    "accelerat",
+    "grew",
+    "expand",
+    "narrow",
+    "hire",
+    "buy rating",
+    "to buy",
+    "wins",
+    "approve",
+    "reinstate",
+    "positive",
+    "best",
+    "doubl",
+    "buyback",
+    "repurchase",
+    "returns to profit",
+    "to a quarterly profit",
+    "all-time high",
+]
+BEAR_WORDS = [
+    "tumble",
+    "plunge",
+    "sink",
+    "slump",
+    "fall",
+    "fell",
+    "drop",
+    "slide",
+    "crash",
+    "crater",
+    "cut",
+    "slash",
+    "lower",
+    "miss",
+    "downgrade",
+    "underperform",
+    "sell rating",
+    "to sell",
+    "loss",
+    "widen",
+    "record low",
+    "lay off",
+    "layoffs",
+    "bankrupt",
+    "suspend",
+    "halt",
+    "withdraw",
+    "warn",
+    "weak",
+    "slow",
+    "shrank",
+    "shrink",
+    "trail",
+    "falls short",
+    "below",
+    "worse",
+    "reject",
+    "block",
+    "loses",
+    "negative",
+    "junk",
+    "fear",
+    "deteriorat",
+    "stall",
+    "worries",
+    "lowest",
+    "ground",
+    "sell off",
+]
 
 
 def keyword_lean(text: str) -> int:

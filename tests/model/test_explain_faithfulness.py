@@ -6,10 +6,9 @@ fine-tuned on TFNS: tests/model/test_real_encoder.py, marked slow.)"""
 
 from __future__ import annotations
 
-from testkit.keyword_task import KEYWORDS, keyword_scorer, keyword_texts
-
 from finsent.explain.attributions import explain
 from finsent.explain.faithfulness import deletion_test
+from testkit.keyword_task import KEYWORDS, keyword_scorer, keyword_texts
 
 # Measured on 60 held-out texts at n_steps 16: keyword first in 43 of 43; deletion drops 0.41 (top word)
 # against 0.08 (a random word), a margin of 0.33. Chance ranking would give a margin near 0.

@@ -17,9 +17,7 @@ from finsent.training.train import fit, set_seed
 def fine_tuned(tfns_train, tfns_valid):
     """(TrainParams, tokenizer, model, the training sample, the validation sample)."""
     # The plain fine-tune, FGM off: what the figures below measured, at half the time (bench_recipe.py measures FGM).
-    p = TrainParams(
-        epochs=2.0, batch_size=32, learning_rate=1e-4, progress=False, checkpoint_every_minutes=0.0, **PLAIN_FINE_TUNE
-    )
+    p = TrainParams(epochs=2.0, batch_size=32, learning_rate=1e-4, progress=False, checkpoint_every_minutes=0.0, **PLAIN_FINE_TUNE)
     train = stratified_sample(tfns_train, 1200, seed=0)
     valid = stratified_sample(tfns_valid, 400, seed=0)
     set_seed(p.seed)

@@ -116,7 +116,15 @@ class Forked:
         self.args = list(argv) or [target]
         self._process = _forkserver().Process(
             target=_child,
-            args=(target, list(args), self.args, dict(os.environ if env is None else env), str(cwd or os.getcwd()), str(stdout), str(stderr)),
+            args=(
+                target,
+                list(args),
+                self.args,
+                dict(os.environ if env is None else env),
+                str(cwd or os.getcwd()),
+                str(stdout),
+                str(stderr),
+            ),
             daemon=False,
         )
         self._process.start()

@@ -50,7 +50,13 @@ def keyword_scorer(max_length: int = 64):
     labels_of = id2label()
     model = tiny_bert(tokenizer, **NO_DROPOUT, id2label=labels_of, label2id={v: k for k, v in labels_of.items()})
     p = TrainParams(
-        epochs=3.0, batch_size=32, learning_rate=2e-3, warmup_fraction=0.0, progress=False, checkpoint_every_minutes=0.0, device="cpu",
+        epochs=3.0,
+        batch_size=32,
+        learning_rate=2e-3,
+        warmup_fraction=0.0,
+        progress=False,
+        checkpoint_every_minutes=0.0,
+        device="cpu",
         **TINY_RECIPE,
     )
     fit(model, encode_texts(tokenizer, texts, max_length), labels, p, log=lambda _: None)

@@ -129,8 +129,11 @@ def s3_client(endpoint: str):
     import boto3
 
     return boto3.client(
-        "s3", endpoint_url=endpoint, region_name=S3_CREDENTIALS["AWS_DEFAULT_REGION"],
-        aws_access_key_id=S3_CREDENTIALS["AWS_ACCESS_KEY_ID"], aws_secret_access_key=S3_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        "s3",
+        endpoint_url=endpoint,
+        region_name=S3_CREDENTIALS["AWS_DEFAULT_REGION"],
+        aws_access_key_id=S3_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=S3_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
     )
 
 
@@ -151,8 +154,18 @@ def mlflow_server(backend_url: str, artifacts: str, s3_endpoint: str, workdir: P
     env.pop("MLFLOW_TRACKING_URI", None)
     log = open(workdir / "mlflow-server.log", "w")  # noqa: SIM115 - closed below
     cmd = [
-        str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri", backend_url,
-        "--artifacts-destination", artifacts, "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+        str(Path(sys.executable).parent / "mlflow"),
+        "server",
+        "--backend-store-uri",
+        backend_url,
+        "--artifacts-destination",
+        artifacts,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
     ]
     # Its own process group: the server runs uvicorn as a child, and teardown stops them together.
     process = subprocess.Popen(cmd, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)

@@ -20,11 +20,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from finsent.evaluation.behaviour import TEST_TYPES, BehaviourResult
-from finsent.vocabulary import LABELS
 from finsent.config import Params, load_params, replace
 from finsent.data.frames import read_dataset
-from finsent.vocabulary import PROBABILITY_COLUMNS
+from finsent.evaluation.behaviour import TEST_TYPES, BehaviourResult
+from finsent.vocabulary import LABELS, PROBABILITY_COLUMNS
 
 MODEL = "finsent-sentiment"
 # The synthetic probabilities put 0.9 on the predicted class, so ECE is |accuracy - 0.9|: a bound of 1
@@ -85,9 +84,7 @@ def write_model_dirs(
     (out / "data").mkdir(parents=True)
     shutil.copy(train_rows, out / "data" / "train.csv")
     shutil.copytree(model_dir, train_dir / "model")
-    (train_dir / "train_summary.json").write_text(
-        json.dumps({"seconds": 1.0, "samples_per_second": 100.0, "final_loss": 0.5, "steps": 10})
-    )
+    (train_dir / "train_summary.json").write_text(json.dumps({"seconds": 1.0, "samples_per_second": 100.0, "final_loss": 0.5, "steps": 10}))
     eval_dir.mkdir(parents=True)
     labels = eval_df["label"].to_numpy()
     metrics = compute_metrics(labels, probs, eval_df["text"], p.evaluate)
@@ -101,8 +98,9 @@ def write_model_dirs(
 
 def register_synthetic(root: Path, model_dir: Path, share: float, swap: int = 0, p: Params | None = None, tag: str = ""):
     """Register one synthetic model that is right on ``share`` of each class; returns the summary."""
-    from finsent.registry import register
     from finsent.data import versioning
+    from finsent.registry import register
+
     p = p or relaxed_params(root)
     path = eval_path(root, p)
     eval_df = read_dataset(path)
@@ -110,7 +108,13 @@ def register_synthetic(root: Path, model_dir: Path, share: float, swap: int = 0,
     out = root / "artifacts" / "synthetic" / f"{share:.3f}-{swap}-{tag}-{time.time_ns()}"
     train_dir, eval_dir = write_model_dirs(out, model_dir, eval_df, probs, p, train_path(root, p))
     return register.run(
-        p, root, train_dir, eval_dir, path, versioning.current_version(root), {"success": True, "rows": len(eval_df)},
+        p,
+        root,
+        train_dir,
+        eval_dir,
+        path,
+        versioning.current_version(root),
+        {"success": True, "rows": len(eval_df)},
         behaviour=passing_behaviour(),
     )
 
@@ -175,8 +179,8 @@ def hold_at_lock_until_all_arrive(barrier_dir: Path, tag: str, parties: int, tim
     any of them takes it, so the decisions are certain to race, however slow the machine."""
     import contextlib
 
-
     from finsent.registry import versions
+
     real_lock = versions.promotion_lock
 
     @contextlib.contextmanager

@@ -9,9 +9,7 @@ from pathlib import Path
 
 from finsent.config import PLAIN_FINE_TUNE
 
-SHAPE = dict(
-    hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, max_position_embeddings=128, num_labels=3
-)
+SHAPE = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, max_position_embeddings=128, num_labels=3)
 # Dropout off: the same weights give the same outputs in training mode (gradient and DDP comparisons).
 NO_DROPOUT = dict(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
 # Training settings for this model: FGM off. train.fgm_epsilon (1.0) is sized to MiniLM's word-embedding

@@ -113,7 +113,16 @@ def test_a_store_locked_by_another_writer_waits_then_fails_clearly(root, monkeyp
     try:
         with pytest.raises(store.StoreUnusable, match="locked"):
             store.make_engine(f"sqlite:///{db}")
-        meta = store.BatchMeta(batch_id="b1", file="f.csv", sha256="0" * 64, rows_in=0, rows_skipped=0, model_name="m", model_version="1", scored_at=pd.Timestamp.now(tz="UTC"))
+        meta = store.BatchMeta(
+            batch_id="b1",
+            file="f.csv",
+            sha256="0" * 64,
+            rows_in=0,
+            rows_skipped=0,
+            model_name="m",
+            model_version="1",
+            scored_at=pd.Timestamp.now(tz="UTC"),
+        )
         with pytest.raises(store.StoreUnusable, match="locked"):
             store.append_batch(engine, one_row(), meta)
     finally:
@@ -129,9 +138,7 @@ def test_texts_that_are_only_invisible_characters_count_as_empty():
 
 
 def test_published_times_far_in_the_future_or_past_are_counted_not_stored():
-    raw = pd.DataFrame(
-        {"text": ["a", "b", "c", "d"], "published_at": ["2100-01-01", "1850-06-01", "2024-05-01", "9999-12-31T23:59:59Z"]}
-    )
+    raw = pd.DataFrame({"text": ["a", "b", "c", "d"], "published_at": ["2100-01-01", "1850-06-01", "2024-05-01", "9999-12-31T23:59:59Z"]})
     got = check_batch(raw, MonitorParams())
     # 9999 is past what a timestamp can hold: it never parses, so it counts as a bad time
     assert got.skipped == {"published_at_out_of_range": 2, "bad_published_at": 1}
@@ -140,8 +147,19 @@ def test_published_times_far_in_the_future_or_past_are_counted_not_stored():
 
 def one_row() -> pd.DataFrame:
     return pd.DataFrame(
-        [{"published_at": pd.Timestamp("2024-05-01", tz="UTC"), "text": "Acme beats", "tickers": "", "source": None,
-          "label": -1, "predicted": 1, "p_bearish": 0.1, "p_bullish": 0.8, "p_neutral": 0.1}]
+        [
+            {
+                "published_at": pd.Timestamp("2024-05-01", tz="UTC"),
+                "text": "Acme beats",
+                "tickers": "",
+                "source": None,
+                "label": -1,
+                "predicted": 1,
+                "p_bearish": 0.1,
+                "p_bullish": 0.8,
+                "p_neutral": 0.1,
+            }
+        ]
     )
 
 
@@ -152,7 +170,15 @@ class Planted:
 
 def test_a_checkpoint_is_loaded_as_weights_only(tmp_path, capsys):
     good = tmp_path / "good.pt"
-    torch.save({"model": {"w": torch.ones(2)}, "step": 3, "fingerprint": "abc", "selection": {"history": [{"macro_f1": 0.5}], "best": [(0.5, 3, {"w": torch.ones(2)})]}}, good)
+    torch.save(
+        {
+            "model": {"w": torch.ones(2)},
+            "step": 3,
+            "fingerprint": "abc",
+            "selection": {"history": [{"macro_f1": 0.5}], "best": [(0.5, 3, {"w": torch.ones(2)})]},
+        },
+        good,
+    )
     assert load_checkpoint(good, torch.device("cpu"))["step"] == 3
     planted = tmp_path / "planted.pt"
     torch.save({"model": Planted()}, planted)

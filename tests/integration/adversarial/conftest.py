@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+
 from testkit.adversarial import Cli
 from testkit.projects import built_once, clone_project
 from testkit.tiny_settings import training_overrides

@@ -8,9 +8,9 @@ from __future__ import annotations
 import shutil
 
 import pytest
-from testkit.adversarial import Cli, Snapshot
 
 from finsent.data.versioning import is_in_sync
+from testkit.adversarial import Cli, Snapshot
 
 pytestmark = pytest.mark.integration
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from testkit.adversarial import Snapshot, Spawned, one_error
 
 from finsent.data.versioning import is_in_sync, recorded_files
+from testkit.adversarial import Snapshot, Spawned, one_error
 
 pytestmark = pytest.mark.integration
 

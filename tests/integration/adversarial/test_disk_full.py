@@ -8,6 +8,7 @@ from __future__ import annotations
 import shutil
 
 import pytest
+
 from testkit.adversarial import Cli, Snapshot, registry_state
 
 pytestmark = pytest.mark.integration

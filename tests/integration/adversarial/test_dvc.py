@@ -9,10 +9,10 @@ import json
 import shutil
 
 import pytest
-from testkit.adversarial import REMOTE, Cli
-from testkit.local_services import free_port as closed_port  # a port nothing listens on
 
 from finsent.data.versioning import is_in_sync, recorded_md5
+from testkit.adversarial import REMOTE, Cli
+from testkit.local_services import free_port as closed_port  # a port nothing listens on
 
 pytestmark = pytest.mark.integration
 

@@ -12,6 +12,7 @@ import json
 import sys
 
 import pytest
+
 from testkit.adversarial import Snapshot, assert_nothing_lost
 
 pytestmark = pytest.mark.integration

@@ -15,10 +15,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from testkit.adversarial import Cli, Snapshot, Spawned, assert_nothing_lost, command_env, git_head, opened_by
-from testkit.in_process_flow import flow_in_this_process
 
 from finsent.data.versioning import is_in_sync, recorded_files
+from testkit.adversarial import Cli, Snapshot, Spawned, assert_nothing_lost, command_env, git_head, opened_by
+from testkit.in_process_flow import flow_in_this_process
 
 pytestmark = pytest.mark.integration
 

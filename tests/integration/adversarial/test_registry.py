@@ -6,6 +6,7 @@ is recorded for it. Cases of tests/integration/test_cli_registry.py are not repe
 from __future__ import annotations
 
 import pytest
+
 from testkit import registry_synthetic as rs
 from testkit.adversarial import Cli
 from testkit.local_services import free_port as closed_port  # a port nothing listens on

@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 
 import pytest
+
 from testkit.local_services import free_port as closed_port  # a port nothing listens on
 
 pytestmark = pytest.mark.integration

@@ -6,6 +6,7 @@ Each is named in one line, its password hidden, and left as it was."""
 from __future__ import annotations
 
 import pytest
+
 from testkit.adversarial import Cli
 from testkit.local_services import free_port as closed_port  # a port nothing listens on
 

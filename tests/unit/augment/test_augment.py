@@ -142,9 +142,7 @@ def test_lexicon_groups_never_mix_directions():
         for group in groups[polarity]:
             assert not {w.lower() for w in group} & opposite, f"{polarity} group {group} holds an opposite word"
     for group in groups["neutral"]:
-        assert not {w.lower() for w in group} & (BULLISH_MARKERS | BEARISH_MARKERS), (
-            f"neutral group {group} has a direction"
-        )
+        assert not {w.lower() for w in group} & (BULLISH_MARKERS | BEARISH_MARKERS), f"neutral group {group} has a direction"
     words = [w.lower() for polarity in groups.values() for group in polarity for w in group]
     assert len(words) == len(set(words)), "a word is in two synonym groups"
     assert not {w.lower() for w in raw["cues"]["bullish"]} & {w.lower() for w in raw["cues"]["bearish"]}
@@ -201,9 +199,7 @@ def test_number_rewrite_keeps_signs_formats_and_bounds(lexicon):
     for seed in SEEDS:
         rng = np.random.default_rng(seed)
         out = number_rewrite("Kellogg -6% and Acme +2.5% after results; Beta down 81%", rng, lexicon)
-        minus, plus, down = re.fullmatch(
-            r"Kellogg -(\d+)% and Acme \+(\d+\.\d)% after results; Beta down (\d+)%", out
-        ).groups()
+        minus, plus, down = re.fullmatch(r"Kellogg -(\d+)% and Acme \+(\d+\.\d)% after results; Beta down (\d+)%", out).groups()
         assert int(minus) > 0 and float(plus) > 0 and 0 < int(down) < 100
         out = number_rewrite("Dow up 120.52 points, deal worth $1,200 billion", rng, lexicon)
         assert re.fullmatch(r"Dow up \d+\.\d\d points, deal worth \$[\d,]+ billion", out), out
@@ -217,10 +213,7 @@ def test_number_rewrite_leaves_links_years_and_plain_numbers_alone(lexicon):
 
 
 def test_reorder_to_from_tells_the_same_change():
-    assert (
-        reorder_to_from("target raised to $41.50 from $39.50 at B. Riley")
-        == "target raised from $39.50 to $41.50 at B. Riley"
-    )
+    assert reorder_to_from("target raised to $41.50 from $39.50 at B. Riley") == "target raised from $39.50 to $41.50 at B. Riley"
     assert reorder_to_from("no amounts here") is None
 
 
@@ -531,9 +524,7 @@ def tiny_translation_model(tmp_path_factory):
 def test_backtranslator_round_trips_through_local_models(tiny_translation_model):
     from finsent.augment.backtranslate import BackTranslator
 
-    translator = BackTranslator(
-        tiny_translation_model, tiny_translation_model, max_length=8, batch_size=4, device="cpu"
-    )
+    translator = BackTranslator(tiny_translation_model, tiny_translation_model, max_length=8, batch_size=4, device="cpu")
     texts = ["Stocks rise after strong earnings", "", "Acme falls 3%", None, "Fed holds rates"]
     out = translator.translate_round_trip(texts)
     assert len(out) == len(texts) and all(isinstance(t, str) for t in out)
@@ -565,9 +556,7 @@ def test_backtranslator_needs_a_local_model(tmp_path):
 
 
 def test_run_writes_the_augmented_training_set_and_leaves_evaluation_alone(tmp_path):
-    eval_df = frame(
-        [("Stocks rise to record high as trade hopes lift investors today", BULLISH), ("Fed holds rates", NEUTRAL)]
-    )
+    eval_df = frame([("Stocks rise to record high as trade hopes lift investors today", BULLISH), ("Fed holds rates", NEUTRAL)])
     TRAIN.to_csv(tmp_path / "train.csv", index=False)
     eval_df.to_csv(tmp_path / "eval.csv", index=False)
     eval_before = (tmp_path / "eval.csv").read_bytes()

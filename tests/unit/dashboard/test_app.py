@@ -8,12 +8,12 @@ import threading
 import urllib.request
 
 import pytest
-from testkit import dashboard_store
 
 from finsent.dashboard import app as dash_app
 from finsent.dashboard.queries import DashboardQueryError
 from finsent.dashboard.server import DashboardBindError, make_server
 from finsent.monitoring.store import make_engine
+from testkit import dashboard_store
 
 
 @pytest.fixture

@@ -6,12 +6,12 @@ from __future__ import annotations
 import json
 
 import pytest
-from testkit import dashboard_store
-from testkit.keyword_task import keyword_scorer
 
 from finsent.dashboard import app as dash_app
 from finsent.explain.attributions import explain
 from finsent.monitoring.store import make_engine
+from testkit import dashboard_store
+from testkit.keyword_task import keyword_scorer
 
 
 @pytest.fixture

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import pytest
 from sqlalchemy import func, select
-from testkit import dashboard_store
 
 from finsent.dashboard import queries
 from finsent.dashboard.queries import DashboardQueryError
 from finsent.monitoring.sentiment_index import daily_index
 from finsent.monitoring.store import backfill_prediction_tickers, make_engine, prediction_tickers, read_predictions
+from testkit import dashboard_store
 
 
 @pytest.fixture(params=["sqlite"])

@@ -11,7 +11,9 @@ def failed(report) -> dict[str, int | None]:
 
 
 def test_clean_batch_passes():
-    batch = pd.DataFrame({"text": ["$AAPL beats estimates", "Shares slump on guidance cut", "Board meets Tuesday"], "label": ["1", "0", "2"]})
+    batch = pd.DataFrame(
+        {"text": ["$AAPL beats estimates", "Shares slump on guidance cut", "Board meets Tuesday"], "label": ["1", "0", "2"]}
+    )
     report = validate_frame(batch, EVAL, ValidateParams(), "clean")
     assert report.success, report.summary()
 

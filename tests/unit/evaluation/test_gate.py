@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 from sklearn.metrics import confusion_matrix, f1_score
 
+from finsent.config import ConfigError, EvaluateParams, GateParams, load_params
 from finsent.evaluation import gate
 from finsent.evaluation.behaviour import BehaviourResult
-from finsent.config import ConfigError, EvaluateParams, GateParams, load_params
 from finsent.evaluation.gate import GateError, decide
 
 N_ROWS = 2000

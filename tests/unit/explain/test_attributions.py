@@ -9,12 +9,12 @@ import copy
 import numpy as np
 import pytest
 import torch
-from testkit.keyword_task import keyword_scorer
 
 from finsent.explain.attributions import ExplainError, WordScore, calibration_map, explain, merge_to_words, private_copy, without_words
 from finsent.explain.html import explanation_html
 from finsent.training.calibration import Calibration
 from finsent.training.score import Scorer
+from testkit.keyword_task import keyword_scorer
 
 
 def test_wordpiece_pieces_and_split_punctuation_merge_back_to_whitespace_words(tokenizer):

@@ -9,12 +9,12 @@ import shutil
 from pathlib import Path
 
 import pytest
-from testkit.keyword_task import keyword_scorer
 
 from finsent.cli import main
 from finsent.config import ExplainParams
 from finsent.explain.attributions import ExplainError
 from finsent.explain.run import run
+from testkit.keyword_task import keyword_scorer
 
 REPO = Path(__file__).resolve().parents[3]
 

@@ -13,13 +13,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from sqlalchemy import func, select
-from testkit.webhook_receiver import Receiver
 
 from finsent.config import AlertParams, MonitorParams, Params, WebhookParams
 from finsent.monitoring import alerts
 from finsent.monitoring.store import ROW_COLUMNS, BatchMeta, alert_deliveries, append_batch, make_engine
 from finsent.monitoring.store import alerts as alerts_table
 from finsent.registry.versions import RegistrationSummary
+from testkit.webhook_receiver import Receiver
 
 REPO = Path(__file__).resolve().parents[3]
 NOW = datetime(2026, 11, 30, 15, 0, tzinfo=UTC)

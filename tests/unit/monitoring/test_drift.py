@@ -12,8 +12,8 @@ import torch
 from sklearn.metrics import f1_score
 from transformers import BertForSequenceClassification
 
-from finsent.monitoring import drift
 from finsent.config import ConfigError, DriftParams, from_dict
+from finsent.monitoring import drift
 from finsent.monitoring.drift import DriftError, champion_outputs, drift_report, split_word_share, text_shares
 from finsent.training.score import Scorer
 from testkit.tiny_bert import minilm_tokenizer, tiny_bert
@@ -22,19 +22,29 @@ from testkit.tiny_bert import minilm_tokenizer, tiny_bert
 P = DriftParams(max_rows=300, embedding_plot_rows=60, min_labelled_rows=50)
 
 COMPANIES = ["$AAPL", "$TSLA", "$MSFT", "$AMZN", "$NVDA", "$JPM", "$XOM", "$KO"]
-FIN_VERBS = ["beats estimates", "misses revenue forecast", "raises guidance", "cuts dividend", "shares slide",
-             "stock jumps after earnings", "downgraded at Morgan Stanley", "price target raised to"]
-SPORT = ["the striker scored twice in the second half", "the home team won the derby on penalties",
-         "she served an ace to close the final set", "the coach praised the defence after the draw",
-         "fans cheered as the marathon runners crossed the line", "the goalkeeper saved a late header"]
+FIN_VERBS = [
+    "beats estimates",
+    "misses revenue forecast",
+    "raises guidance",
+    "cuts dividend",
+    "shares slide",
+    "stock jumps after earnings",
+    "downgraded at Morgan Stanley",
+    "price target raised to",
+]
+SPORT = [
+    "the striker scored twice in the second half",
+    "the home team won the derby on penalties",
+    "she served an ace to close the final set",
+    "the coach praised the defence after the draw",
+    "fans cheered as the marathon runners crossed the line",
+    "the goalkeeper saved a late header",
+]
 
 
 def finance(n: int, seed: int) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
-    texts = [
-        f"{rng.choice(COMPANIES)} {rng.choice(FIN_VERBS)} {rng.integers(1, 400)} https://t.co/{rng.integers(10**6)}"
-        for _ in range(n)
-    ]
+    texts = [f"{rng.choice(COMPANIES)} {rng.choice(FIN_VERBS)} {rng.integers(1, 400)} https://t.co/{rng.integers(10**6)}" for _ in range(n)]
     labels = rng.choice(3, size=n, p=[0.15, 0.2, 0.65])
     return pd.DataFrame({"text": texts, "label": labels, "predicted": labels})
 
@@ -95,8 +105,12 @@ def test_champion_outputs_match_the_scorer_and_ignore_batching(tokenizer, tiny_m
 def test_same_distribution_gives_no_drift(tokenizer, tiny_model):
     ref, cur = finance(300, 1), finance(300, 2)
     result = drift_report(
-        ref, cur, P, tokenizer=tokenizer,
-        reference_embeddings=embed(tiny_model, tokenizer, ref), current_embeddings=embed(tiny_model, tokenizer, cur),
+        ref,
+        cur,
+        P,
+        tokenizer=tokenizer,
+        reference_embeddings=embed(tiny_model, tokenizer, ref),
+        current_embeddings=embed(tiny_model, tokenizer, cur),
     )
     verdict = result.verdict
     assert verdict.signals_checked == ["text_descriptors", "text_content", "embeddings", "prediction", "performance"]
@@ -109,8 +123,12 @@ def test_same_distribution_gives_no_drift(tokenizer, tiny_model):
 def test_other_domain_batch_drifts_with_the_signals_named(tokenizer, tiny_model):
     ref, cur = finance(300, 1), sports(300, 3)
     verdict = drift_report(
-        ref, cur, P, tokenizer=tokenizer,
-        reference_embeddings=embed(tiny_model, tokenizer, ref), current_embeddings=embed(tiny_model, tokenizer, cur),
+        ref,
+        cur,
+        P,
+        tokenizer=tokenizer,
+        reference_embeddings=embed(tiny_model, tokenizer, ref),
+        current_embeddings=embed(tiny_model, tokenizer, cur),
     ).verdict
     assert verdict.drift
     assert {"text_descriptors", "text_content", "embeddings"} <= set(verdict.signals_fired)

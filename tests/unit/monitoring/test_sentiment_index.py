@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pandas as pd
 import pytest
 
-from finsent.monitoring import sentiment_index
 from finsent.config import MonitorParams
+from finsent.monitoring import sentiment_index
 from finsent.monitoring.sentiment_index import daily_index, find_alerts, index_records, plot_index
 from finsent.monitoring.store import BatchMeta, append_batch, make_engine
 
@@ -47,7 +47,9 @@ def test_daily_index_counts_and_net_sentiment_per_ticker_and_utc_day():
     )
     by_prob = daily_index(df, "probabilities")
     assert by_prob[["ticker", "day"]].astype(str).values.tolist() == [
-        ["AAPL", "2024-05-01"], ["AAPL", "2024-05-02"], ["MSFT", "2024-05-02"],
+        ["AAPL", "2024-05-01"],
+        ["AAPL", "2024-05-02"],
+        ["MSFT", "2024-05-02"],
     ]
     aapl_2 = by_prob.iloc[1]
     assert (aapl_2["count"], aapl_2["bearish"], aapl_2["neutral"], aapl_2["bullish"]) == (2, 1, 1, 0)
@@ -108,7 +110,7 @@ def test_records_are_json_able_and_plots_are_written(tmp_path):
 
 def test_run_reads_the_store_and_writes_json_and_plot(tmp_path):
     engine = make_engine(f"sqlite:///{tmp_path / 'predictions.db'}")
-    meta = BatchMeta("b1", "news.csv", "f" * 64, 20, 0, "finsent-sentiment", "1", datetime(2024, 5, 4, tzinfo=timezone.utc))
+    meta = BatchMeta("b1", "news.csv", "f" * 64, 20, 0, "finsent-sentiment", "1", datetime(2024, 5, 4, tzinfo=UTC))
     append_batch(engine, swing(), meta)
     summary = sentiment_index.run(P, engine, tmp_path / "out", start="2024-05-01", end="2024-05-04")
     assert (summary.rows, summary.tickers, summary.days) == (20, 3, 3)

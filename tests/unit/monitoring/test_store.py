@@ -5,18 +5,17 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
 import pytest
 from sqlalchemy import event, func, select
 
-from finsent.monitoring import batch as batch_mod
-from finsent.monitoring.batch import check_batch, extract_tickers, read_batch, score_frame
 from finsent.config import MonitorParams, TrainParams
 from finsent.data.frames import DataError
-from finsent.training.score import Scorer
+from finsent.monitoring import batch as batch_mod
+from finsent.monitoring.batch import check_batch, extract_tickers, read_batch, score_frame
 from finsent.monitoring.store import (
     BatchMeta,
     DuplicateBatchError,
@@ -25,13 +24,14 @@ from finsent.monitoring.store import (
     batches,
     count_labelled_since,
     make_engine,
-    predictions,
     news_for_training,
+    predictions,
     read_batches,
     read_predictions,
     recent_news_texts,
     window_batches,
 )
+from finsent.training.score import Scorer
 from testkit.tiny_bert import minilm_tokenizer, tiny_bert
 
 P = MonitorParams(insert_chunk_rows=2)
@@ -77,7 +77,7 @@ def meta(sha: str = "a" * 64, batch_id: str = "b1") -> BatchMeta:
         rows_skipped=1,
         model_name="finsent-sentiment",
         model_version="3",
-        scored_at=datetime(2024, 5, 3, tzinfo=timezone.utc),
+        scored_at=datetime(2024, 5, 3, tzinfo=UTC),
     )
 
 
@@ -171,8 +171,8 @@ def test_missing_columns_and_empty_rows_are_clear_errors(engine):
 def test_count_labelled_since(engine):
     append_batch(engine, scored_rows(), meta())
     assert count_labelled_since(engine, None) == 3
-    assert count_labelled_since(engine, datetime(2024, 5, 2, tzinfo=timezone.utc)) == 3
-    assert count_labelled_since(engine, datetime(2024, 5, 4, tzinfo=timezone.utc)) == 0
+    assert count_labelled_since(engine, datetime(2024, 5, 2, tzinfo=UTC)) == 3
+    assert count_labelled_since(engine, datetime(2024, 5, 4, tzinfo=UTC)) == 0
 
 
 # --- reading and scoring batches -----------------------------------------------------------------
@@ -322,7 +322,7 @@ def record(engine, batch_ids: list[str], drift: bool = False) -> int:
     from finsent.monitoring import history
 
     return history.record_window(
-        engine, window_end=datetime(2024, 5, 4, tzinfo=timezone.utc), batch_ids=batch_ids, rows=5, verdict=verdict(drift),
+        engine, window_end=datetime(2024, 5, 4, tzinfo=UTC), batch_ids=batch_ids, rows=5, verdict=verdict(drift),
         model_name="finsent-sentiment", model_version="3", verdict_path=None,
     )  # fmt: skip
 
@@ -332,7 +332,7 @@ def test_stored_batches_wait_for_a_window_oldest_first_until_one_completes(engin
 
     assert history.pending_batch_ids(engine) == []
     append_batch(engine, scored_rows(), meta(batch_id="late"))
-    append_batch(engine, scored_rows(), replace(meta(sha="b" * 64, batch_id="early"), scored_at=datetime(2024, 5, 1, tzinfo=timezone.utc)))
+    append_batch(engine, scored_rows(), replace(meta(sha="b" * 64, batch_id="early"), scored_at=datetime(2024, 5, 1, tzinfo=UTC)))
     assert history.pending_batch_ids(engine) == ["early", "late"]
     history.close_batches(engine, ["early"], "artifacts/monitoring/w1")
     history.close_batches(engine, ["early"], "artifacts/monitoring/w2")  # an overlapping run completes too: the first mark stays
@@ -360,7 +360,9 @@ def test_a_window_retaken_after_a_failed_run_replaces_its_drift_record_under_the
     from finsent.monitoring import history
 
     for i, batch_id in enumerate(["a", "b", "c"]):
-        append_batch(engine, scored_rows(), replace(meta(sha=str(i) * 64, batch_id=batch_id), scored_at=datetime(2024, 5, 1 + i, tzinfo=timezone.utc)))
+        append_batch(
+            engine, scored_rows(), replace(meta(sha=str(i) * 64, batch_id=batch_id), scored_at=datetime(2024, 5, 1 + i, tzinfo=UTC))
+        )
     failed = record(engine, ["a"], drift=True)  # its run failed after recording: "a" is still pending
     retaken = record(engine, ["a", "b"])
     assert retaken == failed and [w.signals_fired for w in history.read_windows(engine)] == [()]

@@ -9,11 +9,11 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 from sqlalchemy import select
-from testkit.webhook_receiver import Receiver
 
 from finsent.config import AlertParams, WebhookParams
 from finsent.monitoring import alerts, webhooks
 from finsent.monitoring.store import StoreUnusable, alert_deliveries, make_engine
+from testkit.webhook_receiver import Receiver
 
 NOW = datetime(2026, 11, 30, 15, 0, tzinfo=UTC)
 FAST = {"attempts": 3, "backoff_s": 0.02, "timeout_s": 2.0, "redeliver_every_s": 30.0}  # seconds, not minutes, of retries

@@ -9,12 +9,12 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from testkit.evidently_windows import verdict, write_window
-from testkit.local_services import free_port
 
 from finsent.config import ConfigError, Params, WorkspaceParams, from_dict, replace
 from finsent.monitoring import workspace
 from finsent.monitoring.workspace import HEALTH, TAB, Window, backfill, health_values, record_window, session
+from testkit.evidently_windows import verdict, write_window
+from testkit.local_services import free_port
 
 P = Params()
 W1, W2, W3 = "20260105T090000000000Z", "20260105T100000000000Z", "20260105T110000000000Z"

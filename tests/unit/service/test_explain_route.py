@@ -9,12 +9,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from fastapi.testclient import TestClient
-from testkit.keyword_task import keyword_scorer
 
 from finsent.config import Params, replace
 from finsent.monitoring.champion import Champion
 from finsent.service.app import create_app
 from finsent.service.follower import ChampionFollower
+from testkit.keyword_task import keyword_scorer
 
 
 def _follower(version: str | None) -> ChampionFollower:

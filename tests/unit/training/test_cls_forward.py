@@ -9,14 +9,17 @@ from finsent.training.features import encode_texts, pad_batch
 from finsent.training.score import predict_proba_encoded
 from testkit.tiny_bert import NO_DROPOUT, tiny_bert
 
-TEXTS = ["$AAPL beats estimates", "Stocks slump as yields jump after the Fed minutes show more hikes ahead", "ok", "Acme cut to sell at Foo Securities; PT lowered to $12 from $18"]
+TEXTS = [
+    "$AAPL beats estimates",
+    "Stocks slump as yields jump after the Fed minutes show more hikes ahead",
+    "ok",
+    "Acme cut to sell at Foo Securities; PT lowered to $12 from $18",
+]
 
 
 @pytest.mark.parametrize("layers", [1, 2, 3])
 def test_cls_logits_match_the_hf_forward(tokenizer, layers):
-    model = tiny_bert(
-        tokenizer, seed=layers, hidden_size=48, num_hidden_layers=layers, num_attention_heads=4, intermediate_size=96
-    ).eval()
+    model = tiny_bert(tokenizer, seed=layers, hidden_size=48, num_hidden_layers=layers, num_attention_heads=4, intermediate_size=96).eval()
     assert cls_forward.supports(model)
     encoded = encode_texts(tokenizer, TEXTS, 128)
     input_ids, mask = pad_batch(encoded, np.arange(len(TEXTS)), pad_to_multiple_of=8)  # real padding in every row
@@ -39,7 +42,9 @@ def test_scoring_uses_it_and_gives_the_hf_probabilities(tokenizer, make_tiny_ber
 def test_other_architectures_keep_the_hf_forward(tokenizer):
     from transformers import DistilBertConfig, DistilBertForSequenceClassification
 
-    model = DistilBertForSequenceClassification(DistilBertConfig(vocab_size=tokenizer.vocab_size, dim=32, n_layers=1, n_heads=2, hidden_dim=64, num_labels=3))
+    model = DistilBertForSequenceClassification(
+        DistilBertConfig(vocab_size=tokenizer.vocab_size, dim=32, n_layers=1, n_heads=2, hidden_dim=64, num_labels=3)
+    )
     assert not cls_forward.supports(model)
     probs = predict_proba_encoded(model.eval(), encode_texts(tokenizer, TEXTS, 128))
     assert probs.shape == (len(TEXTS), 3) and np.allclose(probs.sum(1), 1.0, atol=1e-5)
@@ -70,4 +75,3 @@ def test_dropout_is_on_in_training_mode_only(make_tiny_bert, tokenizer):
     model.eval()
     with torch.no_grad():
         assert torch.equal(module(input_ids, mask), module(input_ids, mask))
-

@@ -6,7 +6,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from testkit.tiny_bert import NO_DROPOUT, tiny_bert
 
 from finsent.config import PLAIN_FINE_TUNE, ConfigError, TrainParams, load_params
 from finsent.training.model import ModelError
@@ -23,6 +22,7 @@ from finsent.training.recipe import (
     param_groups,
     summed_loss,
 )
+from testkit.tiny_bert import NO_DROPOUT, tiny_bert
 
 
 def test_layer_depth_counts_down_from_the_head():

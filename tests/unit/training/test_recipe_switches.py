@@ -11,7 +11,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from testkit.tiny_bert import TINY_RECIPE, save_tiny_bert
 
 from finsent.config import TrainParams
 from finsent.data.validate import normalise_text
@@ -21,6 +20,8 @@ from finsent.training.score import Scorer, predict_proba_encoded
 from finsent.training.self_training import pseudo_label, with_pseudo_rows
 from finsent.training.tapt import copy_encoder, masked_lm, pretrain
 from finsent.training.train import fingerprint_of, fit, fit_frames, run
+from testkit.tiny_bert import TINY_RECIPE, save_tiny_bert
+from testkit.torchrun import two_process_training
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -351,10 +352,10 @@ def test_two_gloo_processes_train_the_switches_as_one_process(tmp_path, tokenize
     backward pass go through DDP, TAPT runs alike on each process, self-training's rows are rank 0's."""
     import os
     import subprocess
-    import sys
     from pathlib import Path
 
     import yaml
+
     from testkit.tiny_bert import NO_DROPOUT
 
     src = Path(__file__).resolve().parents[3] / "src"
@@ -382,26 +383,7 @@ def test_two_gloo_processes_train_the_switches_as_one_process(tmp_path, tokenize
     )
 
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(src), os.environ.get("PYTHONPATH", "")]), "OMP_NUM_THREADS": "1"}
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node",
-        "2",
-        "-m",
-        "finsent.training.distributed",
-        "--params",
-        str(tmp_path / "params.yaml"),
-        "--train",
-        str(tmp_path / "train.csv"),
-        "--dev",
-        str(tmp_path / "dev.csv"),
-        "--unlabelled",
-        str(tmp_path / "news.csv"),
-        "--out",
-        str(tmp_path / "ddp"),
-    ]
+    cmd = two_process_training(tmp_path, unlabelled="news.csv")
     done = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
     summary = json.loads((tmp_path / "ddp" / "train_summary.json").read_text())

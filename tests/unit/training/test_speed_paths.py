@@ -13,13 +13,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from testkit.tiny_bert import NO_DROPOUT, tiny_bert
 
 from finsent.config import ConfigError, TrainParams, load_params
 from finsent.training.features import encode_texts, gather_batch, pad_batch, padded_width, to_device
 from finsent.training.model import autocast_dtype, cpu_multiplies_bf16, serving_precision
 from finsent.training.score import CPU_BF16_MIN_TEXTS, Scorer, predict_proba_encoded
 from finsent.training.train import fit, params_for_device
+from testkit.tiny_bert import NO_DROPOUT, tiny_bert
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -83,9 +83,7 @@ def test_batched_scoring_equals_one_text_at_a_time_in_input_order(tokenizer, val
     texts = valid_texts[:40]
     encoded = encode_texts(tokenizer, texts, 128)
     with torch.inference_mode():
-        one_by_one = np.concatenate(
-            [torch.softmax(model(**tokenizer([t], return_tensors="pt")).logits, -1).numpy() for t in texts]
-        )
+        one_by_one = np.concatenate([torch.softmax(model(**tokenizer([t], return_tensors="pt")).logits, -1).numpy() for t in texts])
     for batch_size in (1, 7, 256):
         probs = predict_proba_encoded(model, encoded, batch_size=batch_size)
         np.testing.assert_allclose(probs, one_by_one, atol=1e-5)
@@ -159,7 +157,9 @@ def _toy(tokenizer, n: int = 90, longest_tail: int = 3):
 def _fit(tokenizer, toy: dict | None = None, shape: dict | None = None, **settings):
     encoded, labels = _toy(tokenizer, **(toy or {}))
     model = no_dropout_bert(tokenizer, **(shape or {}))
-    base = dict(epochs=2.0, batch_size=16, learning_rate=1e-3, warmup_fraction=0.0, device="cpu", progress=False, checkpoint_every_minutes=0.0)
+    base = dict(
+        epochs=2.0, batch_size=16, learning_rate=1e-3, warmup_fraction=0.0, device="cpu", progress=False, checkpoint_every_minutes=0.0
+    )
     stats = fit(model, encoded, labels, TrainParams(**{**base, **settings}), log=lambda _: None)
     return model, stats
 
@@ -212,11 +212,30 @@ def _bench_module(name: str):
 def test_speed_bench_runs_end_to_end_on_a_tiny_model(tiny_model_dir, tmp_path):
     bench_speed = _bench_module("bench_speed")
     out = tmp_path / "bench.json"
-    results = bench_speed.main([
-        "--device", "cpu", "--encoder", str(tiny_model_dir), "--max-train-rows", "96", "--epochs", "1",
-        "--sweep", "48:1e-3:1", "--score-texts", "200", "--bert-steps", "2", "--bert-layers", "1",
-        "--bert-hidden", "64", "--out", str(out),
-    ])
+    results = bench_speed.main(
+        [
+            "--device",
+            "cpu",
+            "--encoder",
+            str(tiny_model_dir),
+            "--max-train-rows",
+            "96",
+            "--epochs",
+            "1",
+            "--sweep",
+            "48:1e-3:1",
+            "--score-texts",
+            "200",
+            "--bert-steps",
+            "2",
+            "--bert-layers",
+            "1",
+            "--bert-hidden",
+            "64",
+            "--out",
+            str(out),
+        ]
+    )
     sections = results["sections"]
     assert not [k for k, v in sections.items() if "error" in v]
     assert {"minilm_trainer", "minilm_finsent", "sweep_48_0.001_1.0", "scoring", "bertbase_trainer", "bertbase_finsent"} <= set(sections)

@@ -2,12 +2,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from testkit.tiny_bert import TINY_RECIPE, save_tiny_bert
 
 from finsent.config import TrainParams
 from finsent.training.features import encode_texts
 from finsent.training.model import ModelError, load_classifier, resolve_base_model
 from finsent.training.train import fingerprint_of, fit, run
+from testkit.tiny_bert import TINY_RECIPE, save_tiny_bert
 
 # A task the tiny model can learn in a second: the sentiment word decides the label.
 WORDS = {0: ["down", "lower", "weak"], 1: ["up", "higher", "strong"], 2: ["today", "monday", "report"]}

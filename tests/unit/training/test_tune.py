@@ -7,9 +7,9 @@ import optuna
 import pytest
 import yaml
 
-from finsent.training import tune
 from finsent.config import ConfigError, TrainParams, TuneParams, replace
 from finsent.params_file import set_values
+from finsent.training import tune
 
 TEXT = """# header comment
 train:
@@ -41,7 +41,11 @@ def test_values_the_editor_cannot_place_are_refused():
 
 
 def test_distributions_follow_the_space():
-    space = {"learning_rate": {"low": 1e-5, "high": 1e-3, "log": True}, "batch_size": {"low": 16, "high": 64, "step": 16}, "schedule": {"choices": ["linear", "cosine"]}}
+    space = {
+        "learning_rate": {"low": 1e-5, "high": 1e-3, "log": True},
+        "batch_size": {"low": 16, "high": 64, "step": 16},
+        "schedule": {"choices": ["linear", "cosine"]},
+    }
     dists = tune.distributions(space)
     assert isinstance(dists["learning_rate"], optuna.distributions.FloatDistribution) and dists["learning_rate"].log
     assert isinstance(dists["batch_size"], optuna.distributions.IntDistribution) and dists["batch_size"].step == 16
@@ -66,8 +70,13 @@ def test_parallel_trials_share_the_cpu_and_the_devices():
 
 @pytest.mark.parametrize(
     "space, message",
-    [({"dropout": {"low": 0, "high": 1}}, "not tunable"), ({"learning_rate": {"low": 1e-3, "high": 1e-4}}, "low < high"),
-     ({"learning_rate": {"low": 0.0, "high": 1e-3, "log": True}}, "log"), ({"schedule": {"choices": []}}, "choices"), ({}, "empty")],
+    [
+        ({"dropout": {"low": 0, "high": 1}}, "not tunable"),
+        ({"learning_rate": {"low": 1e-3, "high": 1e-4}}, "low < high"),
+        ({"learning_rate": {"low": 0.0, "high": 1e-3, "log": True}}, "log"),
+        ({"schedule": {"choices": []}}, "choices"),
+        ({}, "empty"),
+    ],
 )
 def test_bad_search_spaces_are_rejected(space, message):
     with pytest.raises(ConfigError, match=message):
@@ -81,8 +90,10 @@ def test_search_needs_a_dev_split(tmp_path):
 
 @pytest.mark.parametrize(
     "space, message",
-    [({"schedule": {"choices": ["linear", "step"]}}, "'step' is not a valid train.schedule"),
-     ({"label_smoothing": {"low": 0.0, "high": 1.5}}, "1.5 is not a valid train.label_smoothing")],
+    [
+        ({"schedule": {"choices": ["linear", "step"]}}, "'step' is not a valid train.schedule"),
+        ({"label_smoothing": {"low": 0.0, "high": 1.5}}, "1.5 is not a valid train.label_smoothing"),
+    ],
 )
 def test_search_values_must_be_valid_train_settings(space, message):
     with pytest.raises(ConfigError, match=message):
@@ -107,13 +118,23 @@ def test_a_study_resumes_only_where_its_scores_stay_comparable():
         tune.study_basis(p, "md5-a"),
         tune.study_basis(p, None),  # a library call that knows no data version
         tune.study_basis(replace(p, train={"learning_rate": 3e-4, "device": "cuda", "progress": False, "num_threads": 1}), "md5-a"),
-        tune.study_basis(replace(p, tune={"search_space": {"learning_rate": {"low": 1e-6, "high": 1e-2}, "schedule": {"choices": ["linear"]}}}), "md5-a"),
+        tune.study_basis(
+            replace(p, tune={"search_space": {"learning_rate": {"low": 1e-6, "high": 1e-2}, "schedule": {"choices": ["linear"]}}}), "md5-a"
+        ),
         tune.study_basis(replace(p, tune={"n_trials": 50, "parallel_trials": 2}), "md5-a"),
     ]
     assert all(tune.basis_changes(basis, other) == [] for other in unchanged)
     assert tune.basis_changes(basis, tune.study_basis(p, "md5-b")) == ["data version: md5-a -> md5-b"]
-    assert tune.basis_changes(basis, tune.study_basis(replace(p, train={"epochs": 5.0}), "md5-a")) == [f"train.epochs: {p.train.epochs!r} -> 5.0"]
-    assert tune.basis_changes(basis, tune.study_basis(replace(p, train={"on_cuda": {"batch_size": 128}}), "md5-a"))[0].startswith("train.on_cuda.batch_size")
-    assert tune.basis_changes(basis, tune.study_basis(replace(p, tune={"max_train_rows": 500}), "md5-a")) == ["tune.max_train_rows: None -> 500"]
+    assert tune.basis_changes(basis, tune.study_basis(replace(p, train={"epochs": 5.0}), "md5-a")) == [
+        f"train.epochs: {p.train.epochs!r} -> 5.0"
+    ]
+    assert tune.basis_changes(basis, tune.study_basis(replace(p, train={"on_cuda": {"batch_size": 128}}), "md5-a"))[0].startswith(
+        "train.on_cuda.batch_size"
+    )
+    assert tune.basis_changes(basis, tune.study_basis(replace(p, tune={"max_train_rows": 500}), "md5-a")) == [
+        "tune.max_train_rows: None -> 500"
+    ]
     budgeted = replace(p, tune={"epochs": 1.0})  # trials train for tune.epochs, whatever train.epochs says
-    assert tune.basis_changes(tune.study_basis(budgeted, "md5-a"), tune.study_basis(replace(budgeted, train={"epochs": 5.0}), "md5-a")) == []
+    assert (
+        tune.basis_changes(tune.study_basis(budgeted, "md5-a"), tune.study_basis(replace(budgeted, train={"epochs": 5.0}), "md5-a")) == []
+    )
