@@ -52,6 +52,9 @@ VARIANTS: dict[str, dict] = {
     # Twice the step: 1.0, spread evenly over a batch's ~300 distinct tokens, moves each row by ~0.06 (~5% of its norm).
     # Not kept: dev -0.004 against 1.0 (results/recipe_cpu_fgm_epsilon.json).
     "fgm_2.0": {"fgm_epsilon": 2.0},
+    # FGM with R-Drop but without label smoothing: dev rejected all three together (-0.007 against fgm,
+    # results/recipe_cpu_fgm_rdrop.json), and label smoothing alone lost on dev at full size (0 of 3 seeds).
+    "fgm_rdrop": {"fgm_epsilon": 1.0, "rdrop_alpha": 1.0},
     # LoRA on query/value, rank 8, the head trained whole; adapters want a higher rate (Hu et al. 2021:
     # 5e-4 at batch 16 for RoBERTa-base): 5x the setting in effect (5e-4 on CPU, 1.5e-3 at batch 256).
     "lora": {"lora_rank": 8, "lora_alpha": 16, "learning_rate_factor": 5.0},
