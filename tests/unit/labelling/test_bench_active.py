@@ -4,13 +4,12 @@ the JSON it writes, picks that never repeat nor come from the test set, and arms
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parents[3]
+from testkit.bench_modules import bench_module
+
 SEEDS = (1, 2)
 ROUNDS, PER_ROUND, START_FRACTION, POOL_ROWS, TEST_ROWS = 2, 15, 0.02, 90, 60
 ARGS = [
@@ -21,12 +20,7 @@ ARGS = [
 
 @pytest.fixture(scope="module")
 def bench():
-    sys.path.insert(0, str(REPO / "bench"))
-    try:
-        import bench_active
-    finally:
-        sys.path.remove(str(REPO / "bench"))
-    return bench_active
+    return bench_module("bench_active")
 
 
 @pytest.fixture(scope="module")

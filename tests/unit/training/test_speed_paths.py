@@ -5,9 +5,7 @@ settings of ``train.on_cuda``. Nothing here is timed; the speed itself is measur
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +17,7 @@ from finsent.training.features import encode_texts, gather_batch, pad_batch, pad
 from finsent.training.model import autocast_dtype, cpu_multiplies_bf16, serving_precision
 from finsent.training.score import CPU_BF16_MIN_TEXTS, Scorer, predict_proba_encoded
 from finsent.training.train import fit, params_for_device
+from testkit.bench_modules import bench_module
 from testkit.tiny_bert import NO_DROPOUT, tiny_bert
 
 REPO = Path(__file__).resolve().parents[3]
@@ -199,18 +198,9 @@ def test_compiled_training_matches_eager(tokenizer):
         torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-3, msg=name)
 
 
-def _bench_module(name: str):
-    """A script of bench/, imported as its own folder sees it (as a script, bench/ is on sys.path)."""
-    sys.path.insert(0, str(REPO / "bench"))
-    try:
-        return importlib.import_module(name)
-    finally:
-        sys.path.remove(str(REPO / "bench"))
-
-
 @pytest.mark.slow
 def test_speed_bench_runs_end_to_end_on_a_tiny_model(tiny_model_dir, tmp_path):
-    bench_speed = _bench_module("bench_speed")
+    bench_speed = bench_module("bench_speed")
     out = tmp_path / "bench.json"
     results = bench_speed.main(
         [
@@ -244,7 +234,7 @@ def test_speed_bench_runs_end_to_end_on_a_tiny_model(tiny_model_dir, tmp_path):
 
 
 def test_precision_bench_runs_end_to_end_on_a_tiny_model(tiny_model_dir, tmp_path):
-    bench_precision = _bench_module("bench_precision")
+    bench_precision = bench_module("bench_precision")
     out = tmp_path / "precision.json"
     assert bench_precision.main(["--model", str(tiny_model_dir), "--seconds", "0.05", "--rounds", "1", "--out", str(out)]) == 0
     result = json.loads(out.read_text())
