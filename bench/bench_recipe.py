@@ -35,6 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
+from finsent.errors import FinsentError
+
 ROOT = Path(__file__).resolve().parents[1]
 
 # Each variant: overrides of params.yaml's train section with the kept switches off (config.PLAIN_FINE_TUNE,
@@ -419,6 +421,13 @@ def main() -> None:
     report.add_argument("--threshold", type=float, default=0.8, help="word-set Jaccard that counts as a near copy")
     report.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
+    try:
+        dispatch(args)
+    except FinsentError as exc:  # a missing folder, a malformed CSV: say which, without a traceback
+        parser.exit(2, f"bench_recipe: error: {exc}\n")
+
+
+def dispatch(args: argparse.Namespace) -> None:
     if args.cmd == "analyse":
         analyse(args.data, args.teachers_dir or args.data / "teachers", args.out, args.threshold)
     elif args.cmd == "prepare":
