@@ -63,6 +63,9 @@ VARIANTS: dict[str, dict] = {
     # FGM with R-Drop but without label smoothing: dev rejected all three together (-0.007 against fgm,
     # results/recipe_cpu_fgm_rdrop.json), and label smoothing alone lost on dev at full size (0 of 3 seeds).
     "fgm_rdrop": {"fgm_epsilon": 1.0, "rdrop_alpha": 1.0},
+    # The head reads the tokens' mean, the sentence vector all-MiniLM-L6-v2 was trained for, not [CLS].
+    "mean_pooling": {"pooling": "mean"},
+    "fgm_mean": {"fgm_epsilon": 1.0, "pooling": "mean"},
     # LoRA on query/value, rank 8, the head trained whole; adapters want a higher rate (Hu et al. 2021:
     # 5e-4 at batch 16 for RoBERTa-base): 5x the setting in effect (5e-4 on CPU, 1.5e-3 at batch 256).
     "lora": {"lora_rank": 8, "lora_alpha": 16, "learning_rate_factor": 5.0},
@@ -285,6 +288,7 @@ def run(
                             "label_smoothing",
                             "rdrop_alpha",
                             "class_weighting",
+                            "pooling",
                             "average_checkpoints",
                             "early_stopping_patience",
                             "distill_alpha",

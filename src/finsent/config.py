@@ -91,6 +91,7 @@ class ValidateParams:
 
 
 DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
+POOLINGS = ("cls", "mean")  # train.pooling: the sentence vector the head reads (finsent.training.cls_forward)
 PRECISIONS = ("auto", "fp32", "bf16")  # train.precision and service.precision; "auto" is read per use (training.model)
 # A registered model or experiment name: it goes into MLflow search filters and file names.
 REGISTRY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
@@ -128,6 +129,9 @@ class TrainParams:
     label_smoothing: float = 0.0
     rdrop_alpha: float = 0.0  # R-Drop: weight of the KL between two dropout passes; 0: off (one pass)
     class_weighting: str = "none"  # none | balanced (loss weights inverse to class frequency)
+    # The head reads [CLS] (HF's classifiers) or the mean of the last layer's tokens, the vector
+    # all-MiniLM-L6-v2 was trained to produce (sentence-transformers pools by mean). Saved with the model.
+    pooling: str = "cls"
     # The dev split, when there is one: evaluated every eval_every_epochs; the best evaluation's
     # weights are kept (the average of the best average_checkpoints, if that scores higher on dev).
     eval_every_epochs: float = 1.0
@@ -194,6 +198,8 @@ class TrainParams:
             raise ConfigError("train.pad_to_multiple_of must be >= 1")
         if self.schedule not in {"linear", "cosine", "constant"}:
             raise ConfigError(f"train.schedule must be linear, cosine or constant, not {self.schedule!r}")
+        if self.pooling not in POOLINGS:
+            raise ConfigError(f"train.pooling must be one of {', '.join(POOLINGS)}, not {self.pooling!r}")
         if self.class_weighting not in {"none", "balanced"}:
             raise ConfigError(f"train.class_weighting must be none or balanced, not {self.class_weighting!r}")
         if not 0.0 < self.layer_lr_decay <= 1.0 or not 0.0 <= self.label_smoothing < 1.0 or self.rdrop_alpha < 0:

@@ -114,3 +114,35 @@ def test_the_drift_reference_cache_is_not_shared_between_calibrations(model_dirs
     np.testing.assert_allclose(calibrated, CALIBRATION.probabilities(scorer.predict_logits(TEXTS)), atol=1e-5)
     _, again = cached_champion_outputs(scorer.model, scorer.tokenizer, TEXTS, cache)
     np.testing.assert_allclose(again, raw, atol=1e-7)
+
+
+def test_every_scoring_path_reads_a_mean_pooled_head(tiny_model_dir, tmp_path, registry):
+    """``train.pooling: mean`` is saved in the model's config: the scorer, the registry's pyfunc, the
+    monitor's champion and the drift stage's forward pass all score the mean-pooled head, not [CLS]."""
+    import mlflow
+
+    from finsent.config import Params
+    from finsent.monitoring.champion import load_version
+    from finsent.monitoring.drift import champion_outputs
+    from finsent.registry.pyfunc import log_model
+    from finsent.training.cls_forward import set_pooling
+    from finsent.training.model import load_classifier
+
+    tokenizer, model = load_classifier(str(tiny_model_dir), for_training=False)
+    set_pooling(model, "mean")
+    mean_dir = tmp_path / "mean-pooled"
+    model.save_pretrained(mean_dir)
+    tokenizer.save_pretrained(mean_dir)
+    save_calibration(CALIBRATION, mean_dir)
+    expected = Scorer.from_dir(mean_dir).predict_proba(TEXTS)
+    assert np.abs(expected - Scorer.from_dir(tiny_model_dir).predict_proba(TEXTS)).max() > 1e-3  # another head's vector
+
+    p = Params()
+    with mlflow.start_run():
+        log_model(mean_dir, p.register.model_name)
+    served = mlflow.pyfunc.load_model(f"models:/{p.register.model_name}/1").predict(pd.DataFrame({"text": TEXTS}))
+    np.testing.assert_allclose(served[list(PROBABILITY_COLUMNS)].to_numpy(), expected, atol=1e-6)
+    scorer = load_version(p, registry, "1").scorer
+    np.testing.assert_allclose(scorer.predict_proba(TEXTS), expected, atol=1e-6)
+    _, drift_probs = champion_outputs(scorer.model, scorer.tokenizer, TEXTS, calibration=scorer.calibration)
+    np.testing.assert_allclose(drift_probs, expected, atol=1e-5)

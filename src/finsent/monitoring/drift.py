@@ -42,6 +42,7 @@ from finsent import files
 from finsent.config import DRIFT_SIGNALS, DriftParams
 from finsent.errors import FinsentError
 from finsent.training.calibration import IDENTITY, Calibration
+from finsent.training.cls_forward import head_logits, pooling_of
 from finsent.training.features import encode_texts, pad_batch, sorted_batches
 from finsent.vocabulary import CASHTAG, LABELS, URL
 
@@ -149,8 +150,9 @@ def champion_outputs(
         mask = attention_mask.unsqueeze(-1).float()
         pooled = (out.hidden_states[-1].float() * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
         embeddings[rows] = pooled.cpu().numpy()
-        probs[rows] = torch.softmax(out.logits.float(), dim=-1).cpu().numpy()
-        logits[rows] = out.logits.float().cpu().numpy()
+        batch_logits = out.logits if pooling_of(model) == "cls" else head_logits(model, out.hidden_states[-1], attention_mask)
+        probs[rows] = torch.softmax(batch_logits.float(), dim=-1).cpu().numpy()
+        logits[rows] = batch_logits.float().cpu().numpy()
     if not calibration.is_identity:
         probs = calibration.probabilities(logits).astype(np.float32)
     return embeddings, probs

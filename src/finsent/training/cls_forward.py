@@ -8,6 +8,14 @@ reads the other positions, so their gradients are zero anyway). Same weights, sa
 logits and gradients to float rounding (tests/unit/training/test_cls_forward.py); the rest is the layer
 arithmetic of ``transformers.models.bert``, dropout included in training mode.
 
+Mean pooling (``train.pooling: mean``): the head reads the mean of the last layer's unpadded tokens
+instead of [CLS], through the same pooler and classifier weights. all-MiniLM-L6-v2 was trained to give
+that mean as its sentence vector (sentence-transformers); its [CLS] was never trained for one. The
+last layer then runs for every token. The choice is saved in the model's ``config.json``
+(``finsent_pooling``: HF keeps unknown config keys), so finsent's scoring, serving and explanations,
+which all go through ``logits_module``, read it. HF's own forward ignores it: a mean-pooled model is
+scored through finsent (its MLflow pyfunc), not through a bare ``pipeline``.
+
 ``logits_module(model)`` wraps a model as a module that maps (input_ids, attention_mask) to logits:
 this path for BERT classifiers, HF's own forward for anything else. DDP and torch.compile wrap it.
 """
@@ -17,6 +25,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from transformers import PreTrainedModel
+
+from finsent.config import POOLINGS
+from finsent.training.model import ModelError
+
+POOLING_KEY = "finsent_pooling"  # the model config's key; absent: "cls", HF's own head
 
 
 def supports(model: PreTrainedModel) -> bool:
@@ -31,10 +44,24 @@ def supports(model: PreTrainedModel) -> bool:
     )
 
 
+def pooling_of(model: PreTrainedModel) -> str:
+    return getattr(model.config, POOLING_KEY, "cls")
+
+
+def set_pooling(model: PreTrainedModel, pooling: str) -> None:
+    """Make ``model``'s head read ``pooling`` ("cls" or "mean"), in its config: saved with it."""
+    if pooling not in POOLINGS:
+        raise ModelError(f"pooling must be one of {', '.join(POOLINGS)}, not {pooling!r}")
+    if pooling != "cls" and not supports(model):
+        raise ModelError(f"train.pooling {pooling!r} needs a BERT classifier; {type(model).__name__} reads its own head")
+    setattr(model.config, POOLING_KEY, pooling)
+
+
 def cls_logits(model: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
     """The classifier's logits for right-padded ``input_ids`` (batch, width); dropout as the model's
-    mode says (train or eval)."""
+    mode says (train or eval). The head reads [CLS], or the tokens' mean when the model pools by mean."""
     bert, config = model.bert, model.config
+    mean_pooled = pooling_of(model) == "mean"
     batch, width = input_ids.shape
     heads = config.num_attention_heads
     head_dim = config.hidden_size // heads
@@ -50,7 +77,8 @@ def cls_logits(model: PreTrainedModel, input_ids: torch.Tensor, attention_mask: 
 
     layers = bert.encoder.layer
     for index, layer in enumerate(layers):
-        queries_from = hidden[:, :1] if index == len(layers) - 1 else hidden  # the last layer: [CLS] only
+        last_reads_cls_only = index == len(layers) - 1 and not mean_pooled
+        queries_from = hidden[:, :1] if last_reads_cls_only else hidden
         attention = layer.attention
         context = F.scaled_dot_product_attention(
             split(attention.self.query(queries_from)),
@@ -63,7 +91,20 @@ def cls_logits(model: PreTrainedModel, input_ids: torch.Tensor, attention_mask: 
         attended = attention.output.LayerNorm(attention.output.dropout(attention.output.dense(context)) + queries_from)
         feed_forward = layer.output.dropout(layer.output.dense(layer.intermediate(attended)))
         hidden = layer.output.LayerNorm(feed_forward + attended)
-    return model.classifier(model.dropout(bert.pooler(hidden)))
+    return head_logits(model, hidden, attention_mask)
+
+
+def head_logits(model: PreTrainedModel, last_hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """The head on the last layer's states (batch, tokens, hidden), read as the model pools: [CLS]
+    (position 0, all that ``cls_logits`` computes) or the mean of the unpadded tokens."""
+    bert = model.bert
+    if pooling_of(model) == "mean":  # sentence-transformers' mean: every unpadded token, [CLS] and [SEP] included
+        kept = attention_mask.unsqueeze(-1).to(last_hidden.dtype)
+        sentence = (last_hidden * kept).sum(1) / kept.sum(1).clamp(min=1.0)
+        pooled = bert.pooler.activation(bert.pooler.dense(sentence))
+    else:
+        pooled = bert.pooler(last_hidden)
+    return model.classifier(model.dropout(pooled))
 
 
 class ClsOnly(torch.nn.Module):
@@ -89,4 +130,8 @@ class FullForward(torch.nn.Module):
 
 
 def logits_module(model: PreTrainedModel) -> torch.nn.Module:
-    return ClsOnly(model) if supports(model) else FullForward(model)
+    if supports(model):
+        return ClsOnly(model)
+    if pooling_of(model) != "cls":  # HF's forward would read [CLS] and give other logits
+        raise ModelError(f"{type(model).__name__} is marked {POOLING_KEY}={pooling_of(model)!r}, which only BERT classifiers implement")
+    return FullForward(model)

@@ -50,7 +50,7 @@ from finsent.data.frames import read_dataset
 from finsent.data.prepare import read_unlabelled, unlabelled_pool
 from finsent.files import atomic_path, write_json
 from finsent.training.calibration import Calibration, fit_calibration, save_calibration
-from finsent.training.cls_forward import logits_module
+from finsent.training.cls_forward import logits_module, set_pooling
 from finsent.training.features import Encoded, encode_texts, gather_batch, length_bucketed_batches, padded_width, to_device
 from finsent.training.model import ModelError, autocast_dtype, choose_device, load_classifier, resolve_base_model
 from finsent.training.recipe import (
@@ -211,6 +211,7 @@ def fit(
     lora = attach_lora(model, p) if p.lora_rank > 0 else None  # adapters inside ``model``; the rest frozen
     model.to(device)
     model.train()
+    set_pooling(model, p.pooling)  # in the model's config: saved with it, so scoring reads the same head
     net = logits_module(model)  # (input_ids, attention_mask) -> logits; BERT skips the unread positions
     if world_size > 1:
         net = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)

@@ -138,6 +138,7 @@ def test_dev_evaluations_every_half_epoch_and_at_the_end():
     [
         {"schedule": "step"},
         {"class_weighting": "inverse"},
+        {"pooling": "max"},
         {"layer_lr_decay": 0.0},
         {"label_smoothing": 1.0},
         {"rdrop_alpha": -1.0},

@@ -212,7 +212,13 @@ def test_interrupted_run_with_a_dev_split_resumes_its_selection(train_tiny, toke
 
 
 @pytest.mark.parametrize(
-    "recipe", [{"layer_lr_decay": 0.8, "schedule": "cosine"}, {"rdrop_alpha": 1.0}, {"label_smoothing": 0.1, "class_weighting": "balanced"}]
+    "recipe",
+    [
+        {"layer_lr_decay": 0.8, "schedule": "cosine"},
+        {"rdrop_alpha": 1.0},
+        {"label_smoothing": 0.1, "class_weighting": "balanced"},
+        {"pooling": "mean"},
+    ],
 )
 def test_recipe_switches_still_learn_the_task(train_tiny, recipe):
     df = toy_frame(480)
@@ -230,12 +236,13 @@ def test_the_recipe_runs_on_a_deeper_encoder_given_by_path(tokenizer, tmp_path):
     )
     toy_frame(96).to_csv(tmp_path / "train.csv", index=False)
     toy_frame(30, seed=5).to_csv(tmp_path / "dev.csv", index=False)
-    recipe = dict(layer_lr_decay=0.8, schedule="cosine", rdrop_alpha=0.5, average_checkpoints=2, eval_every_epochs=0.5)
+    recipe = dict(layer_lr_decay=0.8, schedule="cosine", rdrop_alpha=0.5, average_checkpoints=2, eval_every_epochs=0.5, pooling="mean")
     summary = run(
         params(epochs=2.0, base_model=str(deeper), **recipe), tmp_path / "train.csv", tmp_path / "out", dev_path=tmp_path / "dev.csv"
     )
     assert summary.dev_rows == 30 and len(summary.dev_history) == 4 and summary.dev_macro_f1 is not None
-    assert load_classifier(summary.model_dir, for_training=False)[1].config.num_hidden_layers == 4
+    saved = load_classifier(summary.model_dir, for_training=False)[1].config
+    assert saved.num_hidden_layers == 4 and saved.finsent_pooling == "mean"  # the scorer reads the head it trained
 
 
 def test_distillation_pulls_the_student_toward_its_teachers(tiny_model_dir, tmp_path):
