@@ -45,7 +45,11 @@ def supports(model: PreTrainedModel) -> bool:
 
 
 def pooling_of(model: PreTrainedModel) -> str:
-    return getattr(model.config, POOLING_KEY, "cls")
+    """The vector ``model``'s head reads, as its config says; a value finsent does not know is refused."""
+    pooling = getattr(model.config, POOLING_KEY, "cls")
+    if pooling not in POOLINGS:
+        raise ModelError(f"the model's config says {POOLING_KEY}={pooling!r}; finsent reads one of {', '.join(POOLINGS)}")
+    return pooling
 
 
 def set_pooling(model: PreTrainedModel, pooling: str) -> None:
@@ -97,13 +101,14 @@ def cls_logits(model: PreTrainedModel, input_ids: torch.Tensor, attention_mask: 
 def head_logits(model: PreTrainedModel, last_hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
     """The head on the last layer's states (batch, tokens, hidden), read as the model pools: [CLS]
     (position 0, all that ``cls_logits`` computes) or the mean of the unpadded tokens."""
-    bert = model.bert
     if pooling_of(model) == "mean":  # sentence-transformers' mean: every unpadded token, [CLS] and [SEP] included
+        if not supports(model):
+            raise ModelError(f"{type(model).__name__} is marked {POOLING_KEY}='mean', which only BERT classifiers implement")
         kept = attention_mask.unsqueeze(-1).to(last_hidden.dtype)
         sentence = (last_hidden * kept).sum(1) / kept.sum(1).clamp(min=1.0)
-        pooled = bert.pooler.activation(bert.pooler.dense(sentence))
+        pooled = model.bert.pooler.activation(model.bert.pooler.dense(sentence))
     else:
-        pooled = bert.pooler(last_hidden)
+        pooled = model.bert.pooler(last_hidden)
     return model.classifier(model.dropout(pooled))
 
 
@@ -130,8 +135,9 @@ class FullForward(torch.nn.Module):
 
 
 def logits_module(model: PreTrainedModel) -> torch.nn.Module:
+    pooling = pooling_of(model)  # an unknown value fails here, before the first batch
     if supports(model):
         return ClsOnly(model)
-    if pooling_of(model) != "cls":  # HF's forward would read [CLS] and give other logits
-        raise ModelError(f"{type(model).__name__} is marked {POOLING_KEY}={pooling_of(model)!r}, which only BERT classifiers implement")
+    if pooling != "cls":  # HF's forward would read [CLS] and give other logits
+        raise ModelError(f"{type(model).__name__} is marked {POOLING_KEY}='mean', which only BERT classifiers implement")
     return FullForward(model)

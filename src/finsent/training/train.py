@@ -463,6 +463,7 @@ def fit_frames(
     confident ones added."""
     set_seed(p.seed)
     tokenizer, model = load_classifier(p.base_model)
+    set_pooling(model, p.pooling)  # an encoder without mean pooling fails here, not after TAPT's half hour
     dev = None
     dev_data: list[tuple[Sequence[str], np.ndarray]] = []
     if dev_df is not None and len(dev_df):

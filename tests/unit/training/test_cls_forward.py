@@ -149,5 +149,11 @@ def test_mean_pooling_is_refused_where_it_is_not_implemented(tokenizer):
     model.config.finsent_pooling = "mean"  # a saved config that says so: HF's forward would read another vector
     with pytest.raises(ModelError, match="only BERT classifiers implement"):
         cls_forward.logits_module(model)
+    with pytest.raises(ModelError, match="only BERT classifiers implement"):
+        cls_forward.head_logits(model, torch.zeros(1, 3, 32), torch.ones(1, 3))  # the drift stage's head
     with pytest.raises(ModelError, match="pooling must be one of cls, mean, not 'max'"):
         cls_forward.set_pooling(tiny_bert(tokenizer), "max")
+    edited = tiny_bert(tokenizer)
+    edited.config.finsent_pooling = "max"  # a hand-edited config.json: refused, not read as [CLS]
+    with pytest.raises(ModelError, match="finsent_pooling='max'; finsent reads one of cls, mean"):
+        cls_forward.logits_module(edited)
