@@ -112,6 +112,7 @@ class Scorer:
         precision: str = "auto",
         calibration: Calibration = IDENTITY,
     ) -> None:
+        logits_module(model)  # a head finsent cannot read (finsent_pooling) fails at load, not at each request
         self.tokenizer = tokenizer
         self.device = choose_device(device)
         self.model = model.to(self.device).eval()

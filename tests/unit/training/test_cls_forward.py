@@ -157,3 +157,16 @@ def test_mean_pooling_is_refused_where_it_is_not_implemented(tokenizer):
     edited.config.finsent_pooling = "max"  # a hand-edited config.json: refused, not read as [CLS]
     with pytest.raises(ModelError, match="finsent_pooling='max'; finsent reads one of cls, mean"):
         cls_forward.logits_module(edited)
+
+
+def test_a_saved_head_finsent_cannot_read_fails_when_the_model_loads(tokenizer, tmp_path):
+    """Not at every request: the live service then keeps serving its last good champion."""
+    from finsent.training.model import ModelError
+    from finsent.training.score import Scorer
+
+    model = tiny_bert(tokenizer)
+    model.config.finsent_pooling = "max"
+    model.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    with pytest.raises(ModelError, match="finsent_pooling='max'"):
+        Scorer.from_dir(tmp_path, device="cpu")
