@@ -15,7 +15,7 @@ import pytest
 
 from finsent.env import apply_quiet_offline
 from testkit import shared_prefect, xdist_groups
-from testkit.projects import clone_project
+from testkit.projects import clone_project, make_tracking_store
 from testkit.tiny_bert import minilm_tokenizer, save_tiny_bert, tiny_bert
 
 apply_quiet_offline()  # before any library reads its settings
@@ -108,7 +108,8 @@ def _sample(df: pd.DataFrame, n: int, seed: int = 0) -> pd.DataFrame:
 
 
 def make_project(root: Path, train: pd.DataFrame, valid: pd.DataFrame) -> Path:
-    """A minimal finsent project: params.yaml, a shipped dataset, git + DVC with a local remote."""
+    """A minimal finsent project: params.yaml, a shipped dataset, git + DVC with a local remote, and
+    its MLflow store made (testkit.projects.make_tracking_store)."""
     root.mkdir(parents=True, exist_ok=True)
     shutil.copy(REPO / "params.yaml", root / "params.yaml")
     shipped = root / "datasets" / "tfns"
@@ -128,6 +129,7 @@ def make_project(root: Path, train: pd.DataFrame, valid: pd.DataFrame) -> Path:
     )
     run("git", "add", "-A")
     run("git", "commit", "-q", "-m", "project")
+    make_tracking_store(root)  # ignored by git, as in a user's project
     return root
 
 

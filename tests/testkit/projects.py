@@ -3,6 +3,8 @@ the adversarial corpus's trained project a whole training flow (about a minute),
 
 - ``rewrite_paths`` / ``clone_project``: a copy of a project (its DVC remote, ``.dvc-storage``, inside
   it) whose MLflow store points at the copy's own artifacts, so that a test may change its copy freely.
+- ``make_tracking_store``: the project's MLflow store, made in the template so that its copies skip
+  MLflow's schema migrations.
 - ``built_once``: a folder built by the first pytest-xdist worker that asks for it, under a file lock in
   the run's shared temporary folder; the other workers wait for it and copy it. (Per worker, the
   corpus's trained project was built three times per run.)
@@ -46,6 +48,28 @@ def clone_project(project: Path, dest: Path) -> Path:
     for lock in copy.glob("*.lock"):
         lock.unlink()
     return copy
+
+
+def make_tracking_store(project: Path) -> None:
+    """Create the MLflow store that ``project``'s params.yaml names (its SQLite file, migrated), as the
+    project's first command would.
+
+    Why: the first process to open a new SQLite store runs all of MLflow's schema migrations, about
+    2 CPU-s (3 in a fresh process; opening a migrated one, 0.1 in a process that has imported MLflow),
+    and every copy of the template was a new store. Made with the project as the working folder, so
+    the default experiment's artifact folder lies inside the project (``clone_project`` rewrites it).
+    """
+    from mlflow.tracking import MlflowClient
+
+    from finsent.config import load_params
+    from finsent.paths import resolve_url
+
+    # params.yaml's store, whatever MLFLOW_TRACKING_URI says in the process that makes the template
+    uri = resolve_url(load_params(project / "params.yaml").register.tracking_uri, project)
+    with contextlib.chdir(project):
+        client = MlflowClient(uri, registry_uri=uri)
+        client.search_experiments(max_results=1)
+        client.search_registered_models(max_results=1)  # the registry's tables too
 
 
 def built_once(tmp_path_factory, name: str, build: Callable[[Path], Path]) -> Path:
