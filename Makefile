@@ -74,6 +74,10 @@ check: install
 #   two at a time (`--maxschedchunk 2`, 20m47s, all the heavy tests at once) were slower here.
 # Fresh clone, 917 tests, installing: 11m22s (pytest 9m26s, 18.1 CPU-minutes with the install and checks),
 # once the tests that share a module's fixture ran on one worker (tests/testkit/xdist_groups.py); 23m05s before.
+# 2026-12-03, 935 tests, on a slower machine of the same size: 16m02s, then 14m16s (pytest 12m10s, 26.9
+# CPU-minutes) with the checks beside the tests and the template's MLflow store made once. The three
+# workers keep both cores busy (1.9 on average) and finish within 6 s of each other, so what is left to cut
+# is CPU: the real MiniLM fine-tune, the TFNS embeddings and `dvc repro` are the largest (2-2.5 minutes each).
 TEST_WORKERS ?= 3
 XDIST = -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
 
