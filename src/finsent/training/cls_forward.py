@@ -45,10 +45,13 @@ def supports(model: PreTrainedModel) -> bool:
 
 
 def pooling_of(model: PreTrainedModel) -> str:
-    """The vector ``model``'s head reads, as its config says; a value finsent does not know is refused."""
+    """The vector ``model``'s head reads, as its config says. Refused: a value finsent does not know, and
+    mean pooling on a model other than a BERT classifier (HF's forward would read [CLS] instead)."""
     pooling = getattr(model.config, POOLING_KEY, "cls")
     if pooling not in POOLINGS:
         raise ModelError(f"the model's config says {POOLING_KEY}={pooling!r}; finsent reads one of {', '.join(POOLINGS)}")
+    if pooling == "mean" and not supports(model):
+        raise ModelError(f"{type(model).__name__} is marked {POOLING_KEY}='mean', which only BERT classifiers implement")
     return pooling
 
 
@@ -102,8 +105,6 @@ def head_logits(model: PreTrainedModel, last_hidden: torch.Tensor, attention_mas
     """The head on the last layer's states (batch, tokens, hidden), read as the model pools: [CLS]
     (position 0, all that ``cls_logits`` computes) or the mean of the unpadded tokens."""
     if pooling_of(model) == "mean":  # sentence-transformers' mean: every unpadded token, [CLS] and [SEP] included
-        if not supports(model):
-            raise ModelError(f"{type(model).__name__} is marked {POOLING_KEY}='mean', which only BERT classifiers implement")
         kept = attention_mask.unsqueeze(-1).to(last_hidden.dtype)
         sentence = (last_hidden * kept).sum(1) / kept.sum(1).clamp(min=1.0)
         pooled = model.bert.pooler.activation(model.bert.pooler.dense(sentence))
@@ -135,9 +136,5 @@ class FullForward(torch.nn.Module):
 
 
 def logits_module(model: PreTrainedModel) -> torch.nn.Module:
-    pooling = pooling_of(model)  # an unknown value fails here, before the first batch
-    if supports(model):
-        return ClsOnly(model)
-    if pooling != "cls":  # HF's forward would read [CLS] and give other logits
-        raise ModelError(f"{type(model).__name__} is marked {POOLING_KEY}='mean', which only BERT classifiers implement")
-    return FullForward(model)
+    pooling_of(model)  # a head finsent cannot read fails here, before the first batch
+    return ClsOnly(model) if supports(model) else FullForward(model)

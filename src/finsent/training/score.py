@@ -20,7 +20,7 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from finsent.training.calibration import IDENTITY, Calibration, load_calibration
-from finsent.training.cls_forward import logits_module
+from finsent.training.cls_forward import logits_module, pooling_of
 from finsent.training.features import Encoded, encode_texts, gather_batch, sorted_batches, to_device
 from finsent.training.model import autocast_dtype, choose_device, load_classifier
 
@@ -112,7 +112,7 @@ class Scorer:
         precision: str = "auto",
         calibration: Calibration = IDENTITY,
     ) -> None:
-        logits_module(model)  # a head finsent cannot read (finsent_pooling) fails at load, not at each request
+        pooling_of(model)  # a head finsent cannot read (finsent_pooling) fails at load, not at each request
         self.tokenizer = tokenizer
         self.device = choose_device(device)
         self.model = model.to(self.device).eval()
